@@ -1,0 +1,81 @@
+"""What a team lead knows about each annotator: seniority, skills, languages, capacity and working pattern."""
+
+import datetime
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.core.audit import history
+from apps.core.models import TimeStampedModel
+
+WEEKDAYS = [0, 1, 2, 3, 4]  # Monday..Friday
+
+
+def default_working_days():
+    return list(WEEKDAYS)
+
+
+class AnnotatorProfile(TimeStampedModel):
+    """Seniority, skills (with levels 1-5), languages, weekly capacity, working hours/days and time zone."""
+
+    class Seniority(models.TextChoices):
+        JUNIOR = "junior", _("Junior")
+        SENIOR = "senior", _("Senior")
+        LEAD = "lead", _("Lead")
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    seniority = models.CharField(max_length=6, choices=Seniority.choices, default=Seniority.JUNIOR)
+    skills = models.JSONField(default=dict, blank=True, help_text=_('Skill → level 1-5, e.g. {"medical": 4, "ner": 3}'))
+    languages = models.JSONField(default=list, blank=True, help_text=_('ISO 639-1 codes, e.g. ["en", "es"]'))
+    weekly_capacity_hours = models.DecimalField(max_digits=5, decimal_places=1, default=40,
+                                                validators=[MinValueValidator(0), MaxValueValidator(168)])
+    working_hours_start = models.TimeField(default=datetime.time(9, 0))
+    working_hours_end = models.TimeField(default=datetime.time(17, 0))
+    working_days = models.JSONField(default=default_working_days, blank=True,
+                                    help_text=_("Weekdays worked, 0 = Monday … 6 = Sunday."))
+    timezone = models.CharField(max_length=64, default="UTC")
+    is_active = models.BooleanField(default=True)
+
+    history = history()
+
+    class Meta:
+        ordering = ["user__username"]
+        indexes = [models.Index(fields=["is_active", "seniority"], name="profile_active_seniority")]
+
+    def __str__(self):
+        return f"Profile of {self.user}"
+
+    def clean(self):
+        errors = {}
+        if not isinstance(self.skills, dict) or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5
+            for k, v in self.skills.items()
+        ):
+            errors["skills"] = _("Give skills as an object of skill name → level from 1 to 5.")
+        if not isinstance(self.languages, list) or not all(
+            isinstance(code, str) and 2 <= len(code) <= 8 for code in self.languages
+        ):
+            errors["languages"] = _("Give languages as a list of codes such as [\"en\", \"es\"].")
+        if not isinstance(self.working_days, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in self.working_days
+        ) or len(set(self.working_days or [])) != len(self.working_days or []):
+            errors["working_days"] = _("Give working days as distinct numbers 0 (Monday) to 6 (Sunday).")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            errors["timezone"] = _("Unknown time zone; use a name such as Europe/Madrid.")
+        if self.working_hours_start and self.working_hours_end and self.working_hours_start == self.working_hours_end:
+            errors["working_hours_end"] = _("The working day cannot start and end at the same time.")
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def daily_hours(self):
+        start = datetime.datetime.combine(datetime.date.min, self.working_hours_start)
+        end = datetime.datetime.combine(datetime.date.min, self.working_hours_end)
+        span = (end - start).total_seconds() / 3600
+        return span if span > 0 else span + 24

@@ -1,0 +1,300 @@
+"""Writes on projects: creation, guidelines, members (kept in step with object permissions) and batch transitions."""
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm, remove_perm
+
+from apps.core.audit import history_record_queryset, records_actor
+from apps.core.errors import TransitionError, ValidationError
+from apps.core.permissions import MANAGE, VIEW, require_project_perm
+
+from .label_schema import label_schema_validate
+from .models import ROLE_PERMISSIONS, Batch, Guideline, Membership, Project, QualityGate
+from .selectors import gates_breached_for_batch
+
+BS = Batch.Status
+
+
+@records_actor
+def project_create(*, actor, name, slug, task_type, label_schema, guideline_text="", **options):
+    """Create a project with a validated schema, the default error taxonomy and its first guideline."""
+    from apps.quality.models import DEFAULT_ERROR_TYPES, ErrorType
+
+    schema = label_schema_validate(task_type, label_schema)
+    project = Project(name=name, slug=slug, task_type=task_type, label_schema=schema, created_by=actor, **options)
+    project.full_clean()
+    with transaction.atomic():
+        project.save()
+        for code, label in DEFAULT_ERROR_TYPES:
+            ErrorType.objects.create(project=project, code=code, name=label)
+        if guideline_text:
+            guideline_add(project=project, actor=actor, text=guideline_text)
+    return project
+
+
+@records_actor
+def guideline_add(*, project, actor, text):
+    """Append a new guideline version and make it the project's current one."""
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError(_("The guideline text is empty."), errors={"text": [_("This field is required.")]})
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk)
+        last = project.guidelines.order_by("-version").values_list("version", flat=True).first() or 0
+        guideline = Guideline.objects.create(project=project, version=last + 1, text=text, created_by=actor)
+        project.current_guideline = guideline
+        project.save(update_fields=["current_guideline", "updated_at"])
+    return guideline
+
+
+def membership_permissions_sync(*, project, user):
+    """Make the user's role permissions on the project match their memberships (view if any role)."""
+    roles = set(Membership.objects.filter(project=project, user=user).values_list("role", flat=True))
+    wanted = {ROLE_PERMISSIONS[role] for role in roles} | ({VIEW} if roles else set())
+    for perm in (VIEW, *ROLE_PERMISSIONS.values()):
+        if perm in wanted:
+            assign_perm(f"projects.{perm}", user, project)
+        else:
+            remove_perm(f"projects.{perm}", user, project)
+
+
+@records_actor
+def membership_add(*, project, user, role, actor=None):
+    """Give `user` a role in `project` (idempotent) and the matching object permissions."""
+    if role not in Membership.Role.values:
+        raise ValidationError(_("Unknown role %(role)r.") % {"role": role}, errors={"role": [_("Unknown role.")]})
+    if actor is not None:
+        require_project_perm(actor, project, MANAGE)
+    with transaction.atomic():
+        membership, _created = Membership.objects.get_or_create(project=project, user=user, role=role)
+        membership_permissions_sync(project=project, user=user)
+    return membership
+
+
+@records_actor
+def membership_remove(*, project, user, role=None, actor=None):
+    """Take one role (or all roles) of `user` in `project` away, with their permissions. Returns how many."""
+    if actor is not None:
+        require_project_perm(actor, project, MANAGE)
+    with transaction.atomic():
+        memberships = Membership.objects.filter(project=project, user=user)
+        if role is not None:
+            memberships = memberships.filter(role=role)
+        removed = 0
+        for membership in memberships:
+            membership.delete()  # one by one, so each removal leaves a history row
+            removed += 1
+        membership_permissions_sync(project=project, user=user)
+    return removed
+
+
+@records_actor
+def gate_create(*, project, actor, metric, comparator, threshold, min_samples=50, batch=None):
+    if actor is not None:
+        require_project_perm(actor, project, MANAGE)
+    gate = QualityGate(project=project, batch=batch, metric=metric, comparator=comparator, threshold=threshold,
+                       min_samples=min_samples)
+    gate.full_clean()
+    gate.save()
+    return gate
+
+
+@records_actor
+def batch_create(*, project, name, actor=None, priority=0, due_date=None):
+    if actor is not None:
+        require_project_perm(actor, project, MANAGE)
+    batch = Batch(project=project, name=(name or "").strip(), priority=priority, due_date=due_date)
+    batch.full_clean()
+    batch.save()
+    return batch
+
+
+# --- batch transitions ----------------------------------------------------------------------------------------------
+
+def _batch_lock(batch, actor):
+    batch = Batch.objects.select_for_update().select_related("project").get(pk=batch.pk)
+    if actor is not None:
+        require_project_perm(actor, batch.project, MANAGE)
+    return batch
+
+
+def _batch_refuse(batch, target):
+    raise TransitionError(
+        _("Batch “%(batch)s” is %(status)s and cannot move to %(target)s.")
+        % {"batch": batch.name, "status": batch.status, "target": target},
+        current=batch.status,
+    )
+
+
+def _batch_event(batch, type, actor, payload=None):
+    from apps.tasks.services import _after_commit_refresh, event_record
+
+    event_record(type=type, project=batch.project, batch=batch, actor=actor, payload=payload)
+    _after_commit_refresh(batch.project_id)
+
+
+def _batch_move(batch, status, actor, event_type, payload=None):
+    from apps.tasks.models import TaskEvent
+
+    batch.status = status
+    batch.save(update_fields=["status", "updated_at"])
+    _batch_event(batch, getattr(TaskEvent.Type, event_type), actor, payload)
+    return batch
+
+
+def _open_tasks_unfinished(batch):
+    from apps.tasks.models import Task
+
+    return batch.tasks.exclude(status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED]).count()
+
+
+@records_actor
+def batch_activate(*, batch, actor):
+    """Release a batch to annotators: draft|paused → active; a draft's tasks become open."""
+    from apps.tasks.models import Task
+
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        if batch.status not in (BS.DRAFT, BS.PAUSED):
+            _batch_refuse(batch, BS.ACTIVE)
+        opened = 0
+        if batch.status == BS.DRAFT:
+            new_tasks = Task.objects.filter(batch=batch, status=Task.Status.NEW)
+            opened = new_tasks.update(status=Task.Status.OPEN, updated_at=timezone.now())
+            history_record_queryset(Task.objects.filter(batch=batch, status=Task.Status.OPEN), user=actor,
+                                    reason="batch activated")
+        return _batch_move(batch, BS.ACTIVE, actor, "BATCH_ACTIVATED", {"opened_tasks": opened})
+
+
+@records_actor
+def batch_pause(*, batch, actor):
+    """Stop handing out the batch's tasks: active → paused. Work already assigned can still be submitted."""
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        if batch.status != BS.ACTIVE:
+            _batch_refuse(batch, BS.PAUSED)
+        return _batch_move(batch, BS.PAUSED, actor, "BATCH_PAUSED")
+
+
+@records_actor
+def batch_review(*, batch, actor):
+    """Final review of the batch: active|paused → in_review; no new tasks are handed out."""
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        if batch.status not in (BS.ACTIVE, BS.PAUSED):
+            _batch_refuse(batch, BS.IN_REVIEW)
+        return _batch_move(batch, BS.IN_REVIEW, actor, "BATCH_IN_REVIEW")
+
+
+def _gates_refuse(batch, gates, target):
+    names = "; ".join(str(gate) for gate in gates)
+    raise TransitionError(
+        _("Batch “%(batch)s” cannot move to %(target)s: quality gate(s) breached: %(gates)s. "
+          "A manager can override with a written reason.") % {"batch": batch.name, "target": target, "gates": names},
+        current=batch.status, errors={"gates": [gate.pk for gate in gates]},
+    )
+
+
+@records_actor
+def batch_complete(*, batch, actor):
+    """in_review|blocked → completed, only when every task is final and no gate is breached."""
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        if batch.status not in (BS.IN_REVIEW, BS.BLOCKED):
+            _batch_refuse(batch, BS.COMPLETED)
+        unfinished = _open_tasks_unfinished(batch)
+        if unfinished:
+            raise TransitionError(_("Batch “%(batch)s” still has %(n)d task(s) that are not accepted or cancelled.")
+                                  % {"batch": batch.name, "n": unfinished}, current=batch.status)
+        breached = list(gates_breached_for_batch(batch))
+        if breached:
+            _gates_refuse(batch, breached, BS.COMPLETED)
+        batch = _batch_move(batch, BS.COMPLETED, actor, "BATCH_COMPLETED")
+        _batch_webhook(batch, "batch.completed")
+    return batch
+
+
+@records_actor
+def batch_block(*, batch, actor=None, gates=()):
+    """A gate is breached while the batch is in review: in_review → blocked (raised by the quality engine)."""
+    with transaction.atomic():
+        batch = _batch_lock(batch, None)
+        if batch.status != BS.IN_REVIEW:
+            _batch_refuse(batch, BS.BLOCKED)
+        batch = _batch_move(batch, BS.BLOCKED, actor, "BATCH_BLOCKED", {"gates": [g.pk for g in gates]})
+        _batch_webhook(batch, "batch.blocked")
+    return batch
+
+
+@records_actor
+def batch_override(*, batch, actor, reason):
+    """A manager completes a batch despite breached gates, with a written reason: in_review|blocked → completed."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError(_("An override needs a written reason."), errors={"reason": [_("This field is required.")]})
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        if batch.status not in (BS.IN_REVIEW, BS.BLOCKED):
+            _batch_refuse(batch, BS.COMPLETED)
+        unfinished = _open_tasks_unfinished(batch)
+        if unfinished:
+            raise TransitionError(_("Batch “%(batch)s” still has %(n)d task(s) that are not accepted or cancelled.")
+                                  % {"batch": batch.name, "n": unfinished}, current=batch.status)
+        breached = list(gates_breached_for_batch(batch))
+        batch.override_reason = reason
+        batch.overridden_by = actor
+        batch.overridden_at = timezone.now()
+        batch.status = BS.COMPLETED
+        batch.save(update_fields=["override_reason", "overridden_by", "overridden_at", "status", "updated_at"])
+        from apps.tasks.models import TaskEvent
+
+        _batch_event(batch, TaskEvent.Type.BATCH_OVERRIDDEN, actor,
+                     {"reason": reason, "gates": [g.pk for g in breached]})
+        _batch_webhook(batch, "batch.completed")
+    return batch
+
+
+@records_actor
+def batch_deliver(*, batch, actor):
+    """The batch was exported to the customer: completed → delivered, gates re-checked unless overridden."""
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        if batch.status != BS.COMPLETED:
+            _batch_refuse(batch, BS.DELIVERED)
+        breached = list(gates_breached_for_batch(batch))
+        if breached and not batch.override_reason:
+            _gates_refuse(batch, breached, BS.DELIVERED)
+        return _batch_move(batch, BS.DELIVERED, actor, "BATCH_DELIVERED")
+
+
+BATCH_TRANSITIONS = {
+    BS.ACTIVE: batch_activate,
+    BS.PAUSED: batch_pause,
+    BS.IN_REVIEW: batch_review,
+    BS.COMPLETED: batch_complete,
+    BS.DELIVERED: batch_deliver,
+}
+
+
+@records_actor
+def batch_transition(*, batch, actor, to, reason=""):
+    """One entry point for the admin and the API: move to `to`; `completed` with a reason is an override."""
+    if to == BS.COMPLETED and (reason or "").strip():
+        try:
+            return batch_complete(batch=batch, actor=actor)
+        except TransitionError as error:
+            if not error.errors.get("gates"):
+                raise
+            return batch_override(batch=batch, actor=actor, reason=reason)
+    transition = BATCH_TRANSITIONS.get(to)
+    if transition is None:
+        raise ValidationError(_("Unknown target status %(to)r.") % {"to": to}, errors={"to": [_("Unknown status.")]})
+    return transition(batch=batch, actor=actor)
+
+
+def _batch_webhook(batch, event):
+    from apps.quality.services import webhooks_notify
+
+    webhooks_notify(project_id=batch.project_id, event=event,
+                    payload={"batch": batch.pk, "name": batch.name, "status": batch.status})

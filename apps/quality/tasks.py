@@ -1,0 +1,36 @@
+"""Celery tasks of the quality app: take ids, call a service, retry. No business logic here."""
+
+from celery import shared_task
+
+from apps.core.audit import acting_as
+from apps.projects.models import Project
+
+from . import services
+
+
+@shared_task(acks_late=True)
+def progress_recompute(project_id):
+    """Recompute one project's progress counters into a MetricSnapshot."""
+    with acting_as(None):
+        if not Project.objects.filter(pk=project_id).exists():
+            return None
+        return services.progress_snapshot_write(project_id=project_id).pk
+
+
+@shared_task(acks_late=True)
+def progress_recompute_all():
+    """The periodic full pass: every project's progress."""
+    for project_id in Project.objects.values_list("pk", flat=True):
+        progress_recompute.delay(project_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=8)
+def webhook_deliver(self, delivery_id):
+    """Deliver one webhook event, retrying with exponential back-off (1 s, 2 s, 4 s … up to 8 tries)."""
+    try:
+        return services.webhook_deliver_once(delivery_id=delivery_id).status
+    except services.WebhookRetry as error:
+        if self.request.retries >= self.max_retries:
+            services.webhook_delivery_fail(delivery_id=delivery_id)
+            return "failed"
+        raise self.retry(exc=error, countdown=2 ** self.request.retries)

@@ -1,0 +1,743 @@
+"""The task lifecycle: one function per transition of assignments, annotations, reviews and tasks.
+
+Every transition locks its rows (task before assignment before annotation), re-checks the state, writes the
+change and a TaskEvent in one transaction, and enqueues follow-up work on commit. An illegal transition raises
+TransitionError and changes nothing. The task's status is derived in one place: `task_status_refresh`.
+"""
+
+import random
+from collections import Counter
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from apps.core.audit import records_actor
+from apps.core.errors import PermissionDeniedError, TransitionError, ValidationError
+from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, require_project_perm
+from apps.projects.label_schema import result_validate
+from apps.projects.models import Batch, Project
+
+from .models import Annotation, Assignment, Clarification, Task, TaskEvent
+
+AS = Assignment.Status
+TS = Task.Status
+AN = Annotation.Status
+
+
+# --- plumbing -------------------------------------------------------------------------------------------------
+
+
+def event_record(*, type, project, actor=None, task=None, assignment=None, batch=None, payload=None):
+    """Append one lifecycle event."""
+    return TaskEvent.objects.create(
+        type=type, project_id=getattr(project, "pk", project), actor=actor, task=task, assignment=assignment,
+        batch_id=getattr(batch, "pk", batch) if batch is not None else (task.batch_id if task is not None else None),
+        payload=payload or {},
+    )
+
+
+def _after_commit_refresh(project_id):
+    """Recompute the project's progress figures once the transaction has committed."""
+    from apps.quality.tasks import progress_recompute
+
+    transaction.on_commit(lambda: progress_recompute.delay(project_id))
+
+
+def _refuse(message, current):
+    raise TransitionError(message, current=current)
+
+
+def _lock_task(task_id):
+    return Task.objects.select_for_update().select_related("project", "batch").get(pk=task_id)
+
+
+def _lock_assignment(assignment_id):
+    """Lock an assignment and its task, task first (the fixed order every transition uses)."""
+    task_id = Assignment.objects.values_list("task_id", flat=True).get(pk=assignment_id)
+    task = _lock_task(task_id)
+    assignment = Assignment.objects.select_for_update().select_related("annotator").get(pk=assignment_id)
+    assignment.task = task
+    return assignment
+
+
+def _require_own(assignment, actor):
+    if actor is None or (actor.pk != assignment.annotator_id and not actor.is_superuser):
+        raise PermissionDeniedError(_("This assignment belongs to another annotator."))
+
+
+def _lease_end(project, now):
+    return now + timedelta(minutes=project.lease_minutes)
+
+
+def _result_check(task, result):
+    errors = result_validate(task.project.task_type, task.project.label_schema, task.data, result)
+    if errors:
+        raise ValidationError(errors[0], errors={"result": errors})
+
+
+# --- task status: the one place -------------------------------------------------------------------------------
+
+
+def task_status_derive(task, assignments, pending_review_ids):
+    """The status a task should have, from its assignments; `pending_review_ids` are assignments whose current
+    annotation waits for a review. Accepted and cancelled are final and only set by their transitions."""
+    if task.status in (TS.ACCEPTED, TS.CANCELLED):
+        return task.status
+    if task.batch.status == Batch.Status.DRAFT:
+        return TS.NEW
+    reworking = done = pending = fresh_live = held = 0
+    for assignment in assignments:
+        if assignment.status == AS.REJECTED or (assignment.status in Assignment.LIVE and assignment.rework_count):
+            reworking += 1
+        elif assignment.status == AS.SUBMITTED and assignment.pk in pending_review_ids:
+            pending += 1
+        elif assignment.status in (AS.SUBMITTED, AS.APPROVED):
+            done += 1
+        elif assignment.status in Assignment.LIVE:
+            fresh_live += 1
+            held += assignment.status == AS.ON_HOLD
+    if task.is_gold:
+        # Gold tasks are answered by many annotators and scored, never closed by the overlap.
+        return TS.IN_PROGRESS if (done or pending or fresh_live or reworking) else TS.OPEN
+    if reworking:
+        return TS.REWORK
+    if done >= task.project.overlap and not pending:
+        return TS.ACCEPTED
+    if pending and done + pending >= task.project.overlap:
+        return TS.IN_REVIEW
+    if held and held == fresh_live and not (done or pending):
+        return TS.ON_HOLD
+    if fresh_live or done or pending:
+        return TS.IN_PROGRESS
+    return TS.OPEN
+
+
+@records_actor
+def task_status_refresh(*, task, actor=None):
+    """Bring a (locked) task's status in line with its assignments; accept it when everything required is in."""
+    assignments = list(task.assignments.all())
+    pending = set(
+        Annotation.objects.filter(task=task, is_current=True, needs_review=True,
+                                  status__in=[AN.SUBMITTED, AN.ESCALATED]).values_list("assignment_id", flat=True)
+    )
+    status = task_status_derive(task, assignments, pending)
+    if status == TS.ACCEPTED and task.status != TS.ACCEPTED:
+        _task_accept_locked(task, actor=actor, automatic=True)
+    elif status != task.status:
+        task.status = status
+        task.save(update_fields=["status", "updated_at"])
+    return task.status
+
+
+def task_final_result(task):
+    """The result to deliver: a reviewer's fix if there is one, else the most common current result.
+
+    Ties go to the earliest submission. The quality engine's consensus replaces this for overlap > 1.
+    """
+    current = list(
+        Annotation.objects.filter(task=task, is_current=True)
+        .exclude(status__in=[AN.REJECTED, AN.SUPERSEDED]).order_by("submitted_at", "id")
+    )
+    if not current:
+        return None
+    fixes = [a for a in current if a.source == Annotation.Source.REVIEW_FIX]
+    if fixes:
+        return fixes[-1].result
+    import json
+
+    counts = Counter(json.dumps(a.result, sort_keys=True) for a in current)
+    best = max(counts.values())
+    for annotation in current:
+        if counts[json.dumps(annotation.result, sort_keys=True)] == best:
+            return annotation.result
+    return None
+
+
+# --- assignments ------------------------------------------------------------------------------------------------
+
+
+@records_actor
+def assignment_assign(*, task, annotator, actor=None):
+    """Give `task` to `annotator` with a lease. Refused for a closed task, a full task, or a second time."""
+    with transaction.atomic():
+        task = _lock_task(task.pk)
+        require_project_perm(annotator, task.project, ANNOTATE)
+        if task.batch.status != Batch.Status.ACTIVE:
+            _refuse(_("The batch “%(batch)s” is %(status)s, not active.")
+                    % {"batch": task.batch.name, "status": task.batch.status}, task.batch.status)
+        if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD):
+            _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
+                    task.status)
+        if task.assignments.filter(annotator=annotator).exists():
+            _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
+        taken = task.assignments.filter(status__in=[*Assignment.LIVE, *Assignment.DONE]).count()
+        if not task.is_gold and taken >= task.project.overlap:
+            _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk,
+                                                                                 "n": task.project.overlap},
+                    task.status)
+        now = timezone.now()
+        assignment = Assignment.objects.create(task=task, annotator=annotator, status=AS.ASSIGNED,
+                                               lease_expires_at=_lease_end(task.project, now))
+        event_record(type=TaskEvent.Type.ASSIGNED, project=task.project, task=task, assignment=assignment,
+                     actor=actor or annotator, payload={"annotator": annotator.pk})
+        task_status_refresh(task=task, actor=actor or annotator)
+        _after_commit_refresh(task.project_id)
+    return assignment
+
+
+@records_actor
+def assignment_start(*, assignment, actor):
+    """The annotator opened the task (or began rework on a rejected one): assigned|rejected → in_progress."""
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        _require_own(assignment, actor)
+        if assignment.status == AS.IN_PROGRESS:
+            return assignment  # the portal may call start again after a reload
+        if assignment.status not in (AS.ASSIGNED, AS.REJECTED):
+            _refuse(_("This assignment is %(status)s and cannot be started.") % {"status": assignment.status},
+                    assignment.status)
+        _task_open_check(assignment.task)
+        rework = assignment.status == AS.REJECTED
+        now = timezone.now()
+        assignment.status = AS.IN_PROGRESS
+        assignment.started_at = assignment.started_at or now
+        assignment.lease_expires_at = _lease_end(assignment.task.project, now)
+        assignment.save(update_fields=["status", "started_at", "lease_expires_at", "updated_at"])
+        event_record(type=TaskEvent.Type.STARTED, project=assignment.task.project, task=assignment.task,
+                     assignment=assignment, actor=actor, payload={"rework": rework})
+        task_status_refresh(task=assignment.task, actor=actor)
+        _after_commit_refresh(assignment.task.project_id)
+    return assignment
+
+
+@records_actor
+def assignment_hold(*, assignment, actor, reason):
+    """Put work aside (e.g. waiting for a clarification): assigned|in_progress → on_hold. Holds do not expire."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError(_("Say why the task is put on hold."), errors={"reason": [_("This field is required.")]})
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        _require_own(assignment, actor)
+        if assignment.status not in (AS.ASSIGNED, AS.IN_PROGRESS):
+            _refuse(_("This assignment is %(status)s and cannot be put on hold.") % {"status": assignment.status},
+                    assignment.status)
+        assignment.status = AS.ON_HOLD
+        assignment.reason = reason
+        assignment.lease_expires_at = None
+        assignment.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
+        event_record(type=TaskEvent.Type.HELD, project=assignment.task.project, task=assignment.task,
+                     assignment=assignment, actor=actor, payload={"reason": reason})
+        task_status_refresh(task=assignment.task, actor=actor)
+        _after_commit_refresh(assignment.task.project_id)
+    return assignment
+
+
+@records_actor
+def assignment_resume(*, assignment, actor):
+    """Back to work after a hold: on_hold → in_progress, with a fresh lease."""
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        _require_own(assignment, actor)
+        if assignment.status != AS.ON_HOLD:
+            _refuse(_("This assignment is %(status)s, not on hold.") % {"status": assignment.status},
+                    assignment.status)
+        _task_open_check(assignment.task)
+        now = timezone.now()
+        assignment.status = AS.IN_PROGRESS
+        assignment.started_at = assignment.started_at or now
+        assignment.lease_expires_at = _lease_end(assignment.task.project, now)
+        assignment.save(update_fields=["status", "started_at", "lease_expires_at", "updated_at"])
+        event_record(type=TaskEvent.Type.RESUMED, project=assignment.task.project, task=assignment.task,
+                     assignment=assignment, actor=actor)
+        task_status_refresh(task=assignment.task, actor=actor)
+        _after_commit_refresh(assignment.task.project_id)
+    return assignment
+
+
+@records_actor
+def assignment_skip(*, assignment, actor, reason=""):
+    """The annotator gives the task up: assigned|in_progress|on_hold → skipped; the slot goes back to the pool."""
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        _require_own(assignment, actor)
+        if assignment.status not in Assignment.LIVE or assignment.rework_count:
+            _refuse(_("This assignment is %(status)s and cannot be skipped.") % {"status": assignment.status}
+                    if not assignment.rework_count else _("Rework cannot be skipped; resubmit it."),
+                    assignment.status)
+        assignment.status = AS.SKIPPED
+        assignment.reason = (reason or "").strip()
+        assignment.lease_expires_at = None
+        assignment.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
+        event_record(type=TaskEvent.Type.SKIPPED, project=assignment.task.project, task=assignment.task,
+                     assignment=assignment, actor=actor, payload={"reason": assignment.reason})
+        task_status_refresh(task=assignment.task, actor=actor)
+        _after_commit_refresh(assignment.task.project_id)
+    return assignment
+
+
+@records_actor
+def assignment_expire(*, assignment, actor=None, now=None):
+    """The lease ran out: assigned|in_progress → expired; the slot goes back to the pool."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        if assignment.status not in (AS.ASSIGNED, AS.IN_PROGRESS) or assignment.rework_count:
+            _refuse(_("This assignment is %(status)s and cannot expire.") % {"status": assignment.status},
+                    assignment.status)
+        if assignment.lease_expires_at is None or assignment.lease_expires_at > now:
+            _refuse(_("The lease of this assignment has not run out."), assignment.status)
+        assignment.status = AS.EXPIRED
+        assignment.save(update_fields=["status", "updated_at"])
+        event_record(type=TaskEvent.Type.EXPIRED, project=assignment.task.project, task=assignment.task,
+                     assignment=assignment, actor=actor,
+                     payload={"lease_expires_at": assignment.lease_expires_at.isoformat()})
+        task_status_refresh(task=assignment.task, actor=actor)
+        _after_commit_refresh(assignment.task.project_id)
+    return assignment
+
+
+def assignments_expire_due(*, now=None, limit=1000):
+    """Expire every lease that ran out (the periodic task); safe to run twice at once. Returns how many."""
+    now = now or timezone.now()
+    due = list(
+        Assignment.objects.filter(status__in=[AS.ASSIGNED, AS.IN_PROGRESS], rework_count=0,
+                                  lease_expires_at__lte=now).values_list("pk", flat=True)[:limit]
+    )
+    expired = 0
+    for assignment_id in due:
+        try:
+            assignment_expire(assignment=Assignment(pk=assignment_id), now=now)
+            expired += 1
+        except TransitionError:
+            pass  # another worker, a submit or a start got there first
+    return expired
+
+
+def _task_open_check(task):
+    if task.status in (TS.ACCEPTED, TS.CANCELLED):
+        _refuse(_("Task %(id)s is %(status)s; no more work is taken on it.") % {"id": task.pk, "status": task.status},
+                task.status)
+
+
+def _needs_review(task, *, resubmission):
+    if task.is_gold:
+        return False  # gold answers are scored automatically
+    mode = task.project.review_mode
+    if resubmission:
+        return mode != Project.ReviewMode.NONE
+    if mode == Project.ReviewMode.ALL:
+        return True
+    if mode == Project.ReviewMode.SAMPLE:
+        return random.random() < task.project.review_sample_rate
+    return False
+
+
+def _annotation_append(*, assignment, author, result, notes, lead_time_seconds, source, status, needs_review,
+                       idempotency_key=None):
+    """Write the next version of an assignment's result and retire the previous one (never rewritten)."""
+    previous = assignment.annotations.select_for_update().filter(is_current=True).first()
+    if previous is not None:
+        previous.is_current = False
+        if previous.status in (AN.SUBMITTED, AN.REJECTED, AN.ESCALATED, AN.APPROVED):
+            previous.status = AN.SUPERSEDED
+        previous.save(update_fields=["is_current", "status"])
+    last_version = assignment.annotations.order_by("-version").values_list("version", flat=True).first() or 0
+    guideline = assignment.task.project.current_guideline
+    return Annotation.objects.create(
+        task=assignment.task, assignment=assignment, annotator=assignment.annotator, author=author,
+        version=last_version + 1, source=source, result=result, notes=notes or "",
+        lead_time_seconds=lead_time_seconds, guideline=guideline,
+        guideline_version=guideline.version if guideline else None, status=status, needs_review=needs_review,
+        idempotency_key=idempotency_key or None,
+    )
+
+
+def _submission_replay(assignment_id, idempotency_key):
+    if not idempotency_key:
+        return None
+    return Annotation.objects.filter(assignment_id=assignment_id, idempotency_key=idempotency_key).first()
+
+
+def _lead_time_check(lead_time_seconds):
+    if lead_time_seconds is None:
+        return None
+    try:
+        value = float(lead_time_seconds)
+    except (TypeError, ValueError):
+        value = -1
+    if not 0 <= value < 7 * 24 * 3600:
+        raise ValidationError(_("lead_time_seconds must be a number of seconds ≥ 0."),
+                              errors={"lead_time_seconds": [_("Invalid lead time.")]})
+    return value
+
+
+@records_actor
+def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=None, idempotency_key=None):
+    """First submission: assigned|in_progress → submitted, writing annotation version 1.
+
+    A retry with the same `idempotency_key` returns the first annotation and changes nothing.
+    """
+    replay = _submission_replay(assignment.pk, idempotency_key)
+    if replay is not None:
+        return replay
+    lead_time_seconds = _lead_time_check(lead_time_seconds)
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        _require_own(assignment, actor)
+        replay = _submission_replay(assignment.pk, idempotency_key)
+        if replay is not None:
+            return replay
+        if assignment.status not in (AS.ASSIGNED, AS.IN_PROGRESS) or assignment.rework_count:
+            _refuse(_("This assignment is %(status)s and cannot be submitted.") % {"status": assignment.status}
+                    if not assignment.rework_count else _("This is rework: resubmit it."), assignment.status)
+        task = assignment.task
+        _task_open_check(task)
+        _result_check(task, result)
+        now = timezone.now()
+        annotation = _annotation_append(
+            assignment=assignment, author=actor, result=result, notes=notes, lead_time_seconds=lead_time_seconds,
+            source=Annotation.Source.ANNOTATOR, status=AN.SUBMITTED,
+            needs_review=_needs_review(task, resubmission=False), idempotency_key=idempotency_key,
+        )
+        assignment.status = AS.SUBMITTED
+        assignment.started_at = assignment.started_at or now
+        assignment.submitted_at = now
+        assignment.lease_expires_at = None
+        assignment.save(update_fields=["status", "started_at", "submitted_at", "lease_expires_at", "updated_at"])
+        event_record(type=TaskEvent.Type.SUBMITTED, project=task.project, task=task, assignment=assignment,
+                     actor=actor, payload={"annotation": annotation.pk, "version": annotation.version,
+                                           "lead_time_seconds": lead_time_seconds})
+        task_status_refresh(task=task, actor=actor)
+        _after_commit_refresh(task.project_id)
+    return annotation
+
+
+@records_actor
+def assignment_resubmit(*, assignment, actor, result, notes="", lead_time_seconds=None, idempotency_key=None):
+    """Rework after a rejection: rejected|in_progress (rework) → submitted, as a new annotation version."""
+    replay = _submission_replay(assignment.pk, idempotency_key)
+    if replay is not None:
+        return replay
+    lead_time_seconds = _lead_time_check(lead_time_seconds)
+    with transaction.atomic():
+        assignment = _lock_assignment(assignment.pk)
+        _require_own(assignment, actor)
+        replay = _submission_replay(assignment.pk, idempotency_key)
+        if replay is not None:
+            return replay
+        if not assignment.rework_count or assignment.status not in (AS.REJECTED, AS.IN_PROGRESS):
+            _refuse(_("This assignment is %(status)s; only rejected work can be resubmitted.")
+                    % {"status": assignment.status}, assignment.status)
+        task = assignment.task
+        _task_open_check(task)
+        _result_check(task, result)
+        now = timezone.now()
+        annotation = _annotation_append(
+            assignment=assignment, author=actor, result=result, notes=notes, lead_time_seconds=lead_time_seconds,
+            source=Annotation.Source.ANNOTATOR, status=AN.SUBMITTED,
+            needs_review=_needs_review(task, resubmission=True), idempotency_key=idempotency_key,
+        )
+        assignment.status = AS.SUBMITTED
+        assignment.submitted_at = now
+        assignment.lease_expires_at = None
+        assignment.save(update_fields=["status", "submitted_at", "lease_expires_at", "updated_at"])
+        event_record(type=TaskEvent.Type.RESUBMITTED, project=task.project, task=task, assignment=assignment,
+                     actor=actor, payload={"annotation": annotation.pk, "version": annotation.version,
+                                           "lead_time_seconds": lead_time_seconds})
+        task_status_refresh(task=task, actor=actor)
+        _after_commit_refresh(task.project_id)
+    return annotation
+
+
+# --- reviews ------------------------------------------------------------------------------------------------------
+
+
+def _lock_annotation_for_review(annotation_id, reviewer):
+    annotation_row = Annotation.objects.values("task_id", "assignment_id").get(pk=annotation_id)
+    task = _lock_task(annotation_row["task_id"])
+    assignment = Assignment.objects.select_for_update().get(pk=annotation_row["assignment_id"])
+    annotation = Annotation.objects.select_for_update().get(pk=annotation_id)
+    assignment.task = task
+    annotation.task, annotation.assignment = task, assignment
+    require_project_perm(reviewer, task.project, REVIEW)
+    if annotation.annotator_id == reviewer.pk:
+        raise PermissionDeniedError(_("Nobody reviews their own work."))
+    _task_open_check(task)
+    if not annotation.is_current or annotation.status not in (AN.SUBMITTED, AN.ESCALATED) \
+            or assignment.status != AS.SUBMITTED:
+        _refuse(_("Annotation %(id)s is %(status)s and is not waiting for a review.")
+                % {"id": annotation.pk, "status": annotation.status if annotation.is_current else AN.SUPERSEDED},
+                annotation.status)
+    return annotation
+
+
+def _review_open(annotation, reviewer, now):
+    """The reviewer's open review of this annotation, started now if they had none."""
+    from apps.quality.models import Review
+
+    review = Review.objects.filter(annotation=annotation, reviewer=reviewer, decided_at__isnull=True).first()
+    if review is None:
+        review = Review.objects.create(annotation=annotation, reviewer=reviewer)
+        event_record(type=TaskEvent.Type.REVIEW_STARTED, project=annotation.task.project, task=annotation.task,
+                     assignment=annotation.assignment, actor=reviewer, payload={"annotation": annotation.pk,
+                                                                                "review": review.pk})
+    return review
+
+
+@records_actor
+def review_start(*, annotation, reviewer):
+    """A reviewer opened an annotation: records the start (for review latency). Safe to call twice."""
+    with transaction.atomic():
+        annotation = _lock_annotation_for_review(annotation.pk, reviewer)
+        return _review_open(annotation, reviewer, timezone.now())
+
+
+def _error_types_resolve(project, error_types):
+    from apps.quality.models import ErrorType
+
+    codes = [getattr(item, "code", item) for item in (error_types or [])]
+    found = list(ErrorType.objects.filter(project=project, code__in=codes, is_active=True))
+    missing = sorted(set(codes) - {e.code for e in found})
+    if missing:
+        raise ValidationError(_("Unknown error type(s): %(codes)s.") % {"codes": ", ".join(map(str, missing))},
+                              errors={"error_types": [_("Unknown: %(c)s") % {"c": c} for c in missing]})
+    return found
+
+
+def _review_decide(review, *, decision, comment, error_types, corrected=None, now):
+    review.decision = decision
+    review.comment = comment or ""
+    review.decided_at = now
+    review.corrected_annotation = corrected
+    review.save(update_fields=["decision", "comment", "decided_at", "corrected_annotation"])
+    if error_types:
+        review.error_types.set(error_types)
+    return review
+
+
+@records_actor
+def review_approve(*, annotation, reviewer, comment=""):
+    """submitted → approved; the task is accepted once all its required annotations are approved."""
+    with transaction.atomic():
+        annotation = _lock_annotation_for_review(annotation.pk, reviewer)
+        now = timezone.now()
+        review = _review_decide(_review_open(annotation, reviewer, now), decision="approve", comment=comment,
+                                error_types=[], now=now)
+        annotation.status = AN.APPROVED
+        annotation.save(update_fields=["status"])
+        annotation.assignment.status = AS.APPROVED
+        annotation.assignment.save(update_fields=["status", "updated_at"])
+        event_record(type=TaskEvent.Type.APPROVED, project=annotation.task.project, task=annotation.task,
+                     assignment=annotation.assignment, actor=reviewer,
+                     payload={"annotation": annotation.pk, "review": review.pk})
+        task_status_refresh(task=annotation.task, actor=reviewer)
+        _after_commit_refresh(annotation.task.project_id)
+    return review
+
+
+@records_actor
+def review_reject(*, annotation, reviewer, error_types, comment=""):
+    """submitted → rejected: the work goes back to its annotator as rework, with error types and a comment."""
+    if not error_types:
+        raise ValidationError(_("Choose at least one error type when rejecting."),
+                              errors={"error_types": [_("This field is required.")]})
+    with transaction.atomic():
+        annotation = _lock_annotation_for_review(annotation.pk, reviewer)
+        found = _error_types_resolve(annotation.task.project, error_types)
+        now = timezone.now()
+        review = _review_decide(_review_open(annotation, reviewer, now), decision="reject", comment=comment,
+                                error_types=found, now=now)
+        annotation.status = AN.REJECTED
+        annotation.save(update_fields=["status"])
+        assignment = annotation.assignment
+        assignment.status = AS.REJECTED
+        assignment.rework_count += 1  # the row is locked; history needs a plain value, not an F()
+        assignment.save(update_fields=["status", "rework_count", "updated_at"])
+        event_record(type=TaskEvent.Type.REJECTED, project=annotation.task.project, task=annotation.task,
+                     assignment=assignment, actor=reviewer,
+                     payload={"annotation": annotation.pk, "review": review.pk,
+                              "error_types": sorted(e.code for e in found)})
+        task_status_refresh(task=annotation.task, actor=reviewer)
+        _after_commit_refresh(annotation.task.project_id)
+    return review
+
+
+@records_actor
+def review_fix(*, annotation, reviewer, corrected_result, error_types=(), comment=""):
+    """Fix and accept: the corrected result becomes a new version written by the reviewer, approved; the
+    annotator's version stays in the history."""
+    with transaction.atomic():
+        annotation = _lock_annotation_for_review(annotation.pk, reviewer)
+        _result_check(annotation.task, corrected_result)
+        found = _error_types_resolve(annotation.task.project, error_types)
+        now = timezone.now()
+        review = _review_open(annotation, reviewer, now)
+        corrected = _annotation_append(
+            assignment=annotation.assignment, author=reviewer, result=corrected_result, notes=annotation.notes,
+            lead_time_seconds=None, source=Annotation.Source.REVIEW_FIX, status=AN.APPROVED, needs_review=False,
+        )
+        _review_decide(review, decision="fix", comment=comment, error_types=found, corrected=corrected, now=now)
+        annotation.assignment.status = AS.APPROVED
+        annotation.assignment.save(update_fields=["status", "updated_at"])
+        event_record(type=TaskEvent.Type.FIXED, project=annotation.task.project, task=annotation.task,
+                     assignment=annotation.assignment, actor=reviewer,
+                     payload={"annotation": annotation.pk, "corrected_annotation": corrected.pk, "review": review.pk,
+                              "error_types": sorted(e.code for e in found)})
+        task_status_refresh(task=annotation.task, actor=reviewer)
+        _after_commit_refresh(annotation.task.project_id)
+    return review
+
+
+@records_actor
+def review_escalate(*, annotation, reviewer, comment):
+    """Hand a hard case to a senior reviewer: the annotation stays in review, in the escalation queue."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationError(_("Say why you escalate."), errors={"comment": [_("This field is required.")]})
+    with transaction.atomic():
+        annotation = _lock_annotation_for_review(annotation.pk, reviewer)
+        if annotation.status == AN.ESCALATED:
+            _refuse(_("Annotation %(id)s is already escalated.") % {"id": annotation.pk}, annotation.status)
+        now = timezone.now()
+        review = _review_decide(_review_open(annotation, reviewer, now), decision="escalate", comment=comment,
+                                error_types=[], now=now)
+        annotation.status = AN.ESCALATED
+        annotation.needs_review = True
+        annotation.save(update_fields=["status", "needs_review"])
+        event_record(type=TaskEvent.Type.ESCALATED, project=annotation.task.project, task=annotation.task,
+                     assignment=annotation.assignment, actor=reviewer,
+                     payload={"annotation": annotation.pk, "review": review.pk})
+        task_status_refresh(task=annotation.task, actor=reviewer)
+        _after_commit_refresh(annotation.task.project_id)
+    return review
+
+
+# --- tasks ---------------------------------------------------------------------------------------------------------
+
+
+def _task_accept_locked(task, *, actor, automatic, final_result=None):
+    task.status = TS.ACCEPTED
+    task.accepted_at = timezone.now()
+    task.final_result = final_result if final_result is not None else task_final_result(task)
+    task.save(update_fields=["status", "accepted_at", "final_result", "updated_at"])
+    event_record(type=TaskEvent.Type.ACCEPTED, project=task.project, task=task, actor=actor,
+                 payload={"automatic": automatic})
+    from apps.quality.services import webhooks_notify
+
+    webhooks_notify(project_id=task.project_id, event="task.accepted",
+                    payload={"task": task.pk, "external_id": task.external_id, "result": task.final_result})
+
+
+@records_actor
+def task_accept(*, task, actor):
+    """A manager accepts a task with its current results: in_progress|in_review|rework → accepted."""
+    with transaction.atomic():
+        task = _lock_task(task.pk)
+        require_project_perm(actor, task.project, MANAGE)
+        if task.status not in (TS.IN_PROGRESS, TS.IN_REVIEW, TS.REWORK, TS.ON_HOLD):
+            _refuse(_("Task %(id)s is %(status)s and cannot be accepted.") % {"id": task.pk, "status": task.status},
+                    task.status)
+        if not Annotation.objects.filter(task=task, is_current=True).exclude(status=AN.REJECTED).exists():
+            _refuse(_("Task %(id)s has no submitted result to accept.") % {"id": task.pk}, task.status)
+        _task_accept_locked(task, actor=actor, automatic=False)
+        _after_commit_refresh(task.project_id)
+    return task
+
+
+@records_actor
+def task_cancel(*, task, actor, reason=""):
+    """Take a task out of the work: any open status → cancelled; live assignments are released."""
+    with transaction.atomic():
+        task = _lock_task(task.pk)
+        require_project_perm(actor, task.project, MANAGE)
+        if task.status in (TS.ACCEPTED, TS.CANCELLED):
+            _refuse(_("Task %(id)s is %(status)s and cannot be cancelled.") % {"id": task.pk, "status": task.status},
+                    task.status)
+        released = 0
+        for assignment in task.assignments.select_for_update().filter(status__in=Assignment.LIVE):
+            assignment.status = AS.SKIPPED
+            assignment.reason = _("Task cancelled")
+            assignment.lease_expires_at = None
+            assignment.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
+            released += 1
+        task.status = TS.CANCELLED
+        task.save(update_fields=["status", "updated_at"])
+        event_record(type=TaskEvent.Type.CANCELLED, project=task.project, task=task, actor=actor,
+                     payload={"reason": reason, "released_assignments": released})
+        _after_commit_refresh(task.project_id)
+    return task
+
+
+@records_actor
+def annotation_revert(*, annotation, actor):
+    """A manager restores an earlier version of an assignment's result — as a new version, never a rewrite."""
+    with transaction.atomic():
+        assignment = _lock_assignment(annotation.assignment_id)
+        require_project_perm(actor, assignment.task.project, MANAGE)
+        source = Annotation.objects.get(pk=annotation.pk)
+        current = assignment.annotations.filter(is_current=True).first()
+        if current is not None and current.pk == source.pk:
+            _refuse(_("Version %(v)d is already the current one.") % {"v": source.version}, current.status)
+        status = current.status if current is not None and current.status != AN.SUPERSEDED else AN.SUBMITTED
+        reverted = _annotation_append(
+            assignment=assignment, author=actor, result=source.result, notes=source.notes,
+            lead_time_seconds=None, source=Annotation.Source.REVERT, status=status,
+            needs_review=current.needs_review if current is not None else False,
+        )
+        event_record(type=TaskEvent.Type.REVERTED, project=assignment.task.project, task=assignment.task,
+                     assignment=assignment, actor=actor,
+                     payload={"from_version": source.version, "new_version": reverted.version})
+        if assignment.task.status == TS.ACCEPTED:
+            assignment.task.final_result = task_final_result(assignment.task)
+            assignment.task.save(update_fields=["final_result", "updated_at"])
+    return reverted
+
+
+# --- clarifications ----------------------------------------------------------------------------------------------
+
+
+@records_actor
+def clarification_ask(*, task, actor, question, confidential=False):
+    """An annotator asks about a task; their assignment on it goes on hold until a manager answers."""
+    question = (question or "").strip()
+    if not question:
+        raise ValidationError(_("Write your question."), errors={"question": [_("This field is required.")]})
+    with transaction.atomic():
+        task = _lock_task(task.pk)
+        if not has_project_perm(actor, task.project, ANNOTATE) and not has_project_perm(actor, task.project, MANAGE):
+            raise PermissionDeniedError(_("Only the project's annotators ask clarifications."))
+        assignment = task.assignments.select_for_update().filter(annotator=actor).first()
+        clarification = Clarification.objects.create(task=task, assignment=assignment, asked_by=actor,
+                                                     question=question, confidential=bool(confidential))
+        event_record(type=TaskEvent.Type.CLARIFICATION_ASKED, project=task.project, task=task,
+                     assignment=assignment, actor=actor, payload={"clarification": clarification.pk})
+    if assignment is not None and assignment.status in (AS.ASSIGNED, AS.IN_PROGRESS):
+        assignment_hold(assignment=assignment, actor=actor,
+                        reason=_("Waiting for clarification #%(id)d") % {"id": clarification.pk})
+    return clarification
+
+
+@records_actor
+def clarification_answer(*, clarification, actor, answer):
+    """A manager answers; the annotator is told on their home page and can resume."""
+    answer = (answer or "").strip()
+    if not answer:
+        raise ValidationError(_("Write the answer."), errors={"answer": [_("This field is required.")]})
+    with transaction.atomic():
+        clarification = Clarification.objects.select_for_update().select_related("task__project").get(
+            pk=clarification.pk)
+        require_project_perm(actor, clarification.task.project, MANAGE)
+        if clarification.status != Clarification.Status.OPEN:
+            _refuse(_("This clarification was already answered."), clarification.status)
+        clarification.status = Clarification.Status.ANSWERED
+        clarification.answer = answer
+        clarification.answered_by = actor
+        clarification.answered_at = timezone.now()
+        clarification.save(update_fields=["status", "answer", "answered_by", "answered_at", "updated_at"])
+        event_record(type=TaskEvent.Type.CLARIFICATION_ANSWERED, project=clarification.task.project,
+                     task=clarification.task, assignment=clarification.assignment, actor=actor,
+                     payload={"clarification": clarification.pk})
+    return clarification
