@@ -1,0 +1,89 @@
+"""Reads of tasks, assignments, annotations and events, scoped to what the user may see.
+
+Managers, reviewers and admins see every task of their projects; an annotator sees only tasks they were
+assigned, only their own annotations (blind overlap), and never gold answers.
+"""
+
+from django.db.models import Q
+
+from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
+from apps.projects.selectors import project_list
+
+from .models import Annotation, Assignment, Clarification, Task, TaskEvent
+
+
+def task_list(*, user, project=None):
+    """Tasks the user may open: all tasks of projects they review or manage, plus tasks assigned to them."""
+    staff_projects = project_list(user=user, perm=REVIEW) | project_list(user=user, perm=MANAGE)
+    tasks = Task.objects.filter(Q(project__in=staff_projects.values("pk")) | Q(assignments__annotator=user)) \
+        if user.is_authenticated else Task.objects.none()
+    if project is not None:
+        tasks = tasks.filter(project=project)
+    return tasks.distinct() if user.is_authenticated and not user.is_superuser else tasks
+
+
+def task_get(*, user, task_id):
+    """The task if the user may see it, else Task.DoesNotExist (a 404)."""
+    if user.is_superuser:
+        return Task.objects.select_related("project", "batch").get(pk=task_id)
+    task = Task.objects.select_related("project", "batch").get(pk=task_id)
+    if can_see_all_of_project(user, task.project) or task.assignments.filter(annotator=user).exists():
+        return task
+    raise Task.DoesNotExist
+
+
+def can_see_all_of_project(user, project):
+    return has_project_perm(user, project, REVIEW) or has_project_perm(user, project, MANAGE)
+
+
+def can_see_gold(user, project):
+    """Only managers and admins see gold answers and which tasks are gold."""
+    return has_project_perm(user, project, MANAGE)
+
+
+def assignment_list_for_annotator(*, user, project=None, statuses=None):
+    assignments = Assignment.objects.filter(annotator=user).select_related("task")
+    if project is not None:
+        assignments = assignments.filter(task__project=project)
+    if statuses:
+        assignments = assignments.filter(status__in=statuses)
+    return assignments
+
+
+def assignment_get_for_annotator(*, user, assignment_id):
+    """The annotator's own assignment, else Assignment.DoesNotExist (a 404)."""
+    return Assignment.objects.select_related("task__project").get(
+        pk=assignment_id, annotator=user, task__project__in=project_list(user=user, perm=ANNOTATE)
+    )
+
+
+def annotation_list(*, user, task):
+    """Every version on a task for managers and reviewers; only their own for an annotator."""
+    annotations = Annotation.objects.filter(task=task).select_related("annotator", "author").order_by(
+        "assignment_id", "version")
+    if user.is_superuser or can_see_all_of_project(user, task.project):
+        return annotations
+    return annotations.filter(annotator=user)
+
+
+def event_list(*, user, task):
+    """The task's lifecycle trail; an annotator sees only the events of their own assignment."""
+    events = TaskEvent.objects.filter(task=task).select_related("actor").order_by("at", "id")
+    if user.is_superuser or can_see_all_of_project(user, task.project):
+        return events
+    return events.filter(assignment__annotator=user)
+
+
+def clarification_list(*, user, project=None):
+    """Managers see all; an annotator sees their own and non-confidential ones on tasks they were given."""
+    clarifications = Clarification.objects.select_related("task", "asked_by")
+    if project is not None:
+        clarifications = clarifications.filter(task__project=project)
+    if user.is_superuser:
+        return clarifications
+    managed = project_list(user=user, perm=MANAGE).values("pk")
+    return clarifications.filter(
+        Q(task__project__in=managed)
+        | Q(asked_by=user)
+        | Q(confidential=False, task__assignments__annotator=user)
+    ).distinct()
