@@ -30,6 +30,7 @@ def project_create(*, actor, name, slug, task_type, label_schema, guideline_text
             ErrorType.objects.create(project=project, code=code, name=label)
         if guideline_text:
             guideline_add(project=project, actor=actor, text=guideline_text)
+            project.refresh_from_db()
     return project
 
 
@@ -298,3 +299,40 @@ def _batch_webhook(batch, event):
 
     webhooks_notify(project_id=batch.project_id, event=event,
                     payload={"batch": batch.pk, "name": batch.name, "status": batch.status})
+
+
+PROJECT_EDITABLE = ("name", "description", "label_schema", "overlap", "gold_rate", "review_mode",
+                    "review_sample_rate", "sampling", "lease_minutes")
+
+
+@records_actor
+def project_update(*, project, actor, **fields):
+    """Change a project's settings (managers). A new label schema is validated against the task type."""
+    unknown = set(fields) - set(PROJECT_EDITABLE)
+    if unknown:
+        raise ValidationError(_("These fields cannot be changed: %(f)s.") % {"f": ", ".join(sorted(unknown))})
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk)
+        require_project_perm(actor, project, MANAGE)
+        if "label_schema" in fields:
+            fields["label_schema"] = label_schema_validate(project.task_type, fields["label_schema"])
+        for name, value in fields.items():
+            setattr(project, name, value)
+        project.full_clean(exclude=["slug"])
+        project.save()
+    return project
+
+
+@records_actor
+def batch_update(*, batch, actor, **fields):
+    """Rename a batch or change its priority or due date (managers)."""
+    unknown = set(fields) - {"name", "priority", "due_date"}
+    if unknown:
+        raise ValidationError(_("These fields cannot be changed: %(f)s.") % {"f": ", ".join(sorted(unknown))})
+    with transaction.atomic():
+        batch = _batch_lock(batch, actor)
+        for name, value in fields.items():
+            setattr(batch, name, value.strip() if isinstance(value, str) else value)
+        batch.full_clean()
+        batch.save()
+    return batch

@@ -7,22 +7,78 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Count
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from apps.projects.models import Project
-from apps.tasks.models import Assignment, Task
+from apps.tasks.models import Assignment, Task, TaskEvent
 
-from .models import MetricSnapshot, Webhook, WebhookDelivery
+from .models import Alert, MetricSnapshot, Review, Webhook, WebhookDelivery
+
+SUBMISSION_EVENTS = [TaskEvent.Type.SUBMITTED, TaskEvent.Type.RESUBMITTED]
 
 
-def progress_compute(project):
-    """Task counts by status, accepted %, and live work, by database aggregation."""
+def _throughput(project, now):
+    """Submissions per UTC day (last 30 days) and per UTC hour (last 48 hours), from the event log's index."""
+    submissions = TaskEvent.objects.filter(project=project, type__in=SUBMISSION_EVENTS)
+    per_day = (submissions.filter(at__gte=now - timedelta(days=30)).annotate(bucket=TruncDay("at"))
+               .values("bucket").annotate(n=Count("id")).order_by("bucket"))
+    per_hour = (submissions.filter(at__gte=now - timedelta(hours=48)).annotate(bucket=TruncHour("at"))
+                .values("bucket").annotate(n=Count("id")).order_by("bucket"))
+    return {
+        "per_day": [{"date": row["bucket"].date().isoformat(), "submitted": row["n"]} for row in per_day],
+        "per_hour": [{"hour": row["bucket"].isoformat(), "submitted": row["n"]} for row in per_hour],
+    }
+
+
+def _eta(project, now, by_status):
+    """Remaining required annotations ÷ the last 7 days' throughput, as a date (None without throughput)."""
+    open_statuses = [s for s in Task.Status.values if s not in (Task.Status.ACCEPTED, Task.Status.CANCELLED)]
+    unfinished = Task.objects.filter(project=project, status__in=open_statuses, is_gold=False)
+    required = sum(by_status[s] for s in open_statuses) * project.overlap
+    done = Assignment.objects.filter(task__in=unfinished, status__in=[Assignment.Status.SUBMITTED,
+                                                                      Assignment.Status.APPROVED]).count()
+    remaining = max(required - done, 0)
+    recent = TaskEvent.objects.filter(project=project, type__in=SUBMISSION_EVENTS,
+                                      at__gte=now - timedelta(days=7)).count()
+    if remaining == 0:
+        return {"remaining_annotations": 0, "per_day": recent / 7, "date": now.date().isoformat()}
+    if recent == 0:
+        return {"remaining_annotations": remaining, "per_day": 0.0, "date": None}
+    days = remaining / (recent / 7)
+    return {"remaining_annotations": remaining, "per_day": round(recent / 7, 2),
+            "date": (now + timedelta(days=days)).date().isoformat()}
+
+
+def _review_rates(project):
+    """acceptance_rate and rework_rate (METRICS.md "Annotator", project-wide) and error-type counts."""
+    decisions = dict(Review.objects.filter(annotation__task__project=project, decided_at__isnull=False)
+                     .values_list("decision").annotate(n=Count("id")).order_by())
+    decided = sum(decisions.get(d, 0) for d in ("approve", "reject", "fix"))
+    submitted = Assignment.objects.filter(task__project=project, submitted_at__isnull=False)
+    reworked = submitted.filter(annotations__version__gt=1, annotations__source="annotator").distinct().count()
+    n_submitted = submitted.count()
+    error_types = dict(Review.error_types.through.objects.filter(review__annotation__task__project=project)
+                       .values_list("errortype__code").annotate(n=Count("id")).order_by())
+    return {
+        "acceptance_rate": decisions.get("approve", 0) / decided if decided else None,
+        "acceptance_n": decided,
+        "rework_rate": reworked / n_submitted if n_submitted else None,
+        "rework_n": n_submitted,
+        "error_types": error_types,
+    }
+
+
+def progress_compute(project, now=None):
+    """Progress, throughput, ETA and review rates of a project, by database aggregation (run by workers)."""
+    now = now or timezone.now()
     by_status = dict.fromkeys(Task.Status.values, 0)
     for row in Task.objects.filter(project=project).values("status").annotate(n=Count("id")).order_by():
         by_status[row["status"]] = row["n"]
@@ -34,6 +90,9 @@ def progress_compute(project):
         "by_status": by_status,
         "accepted_pct": round(100 * by_status[Task.Status.ACCEPTED] / countable, 2) if countable else None,
         "live_assignments": live,
+        "eta": _eta(project, now, by_status),
+        "throughput": _throughput(project, now),
+        "review": _review_rates(project),
     }
 
 
@@ -44,7 +103,7 @@ def progress_snapshot_write(*, project_id, now=None):
     """
     now = now or timezone.now()
     project = Project.objects.get(pk=project_id)
-    values = progress_compute(project)
+    values = progress_compute(project, now)
     minute = now.replace(second=0, microsecond=0)
     with transaction.atomic():
         snapshot = (MetricSnapshot.objects.select_for_update()
@@ -62,6 +121,24 @@ def progress_snapshot_write(*, project_id, now=None):
 def progress_latest(project):
     return (MetricSnapshot.objects.filter(project=project, scope=MetricSnapshot.Scope.PROJECT, kind="progress")
             .order_by("-computed_at").first())
+
+
+def alert_acknowledge(*, alert, actor):
+    """A manager has seen the alert: open → acknowledged, with who and when."""
+    from apps.core.errors import TransitionError
+    from apps.core.permissions import MANAGE, require_project_perm
+
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().select_related("project").get(pk=alert.pk)
+        require_project_perm(actor, alert.project, MANAGE)
+        if alert.state != Alert.State.OPEN:
+            raise TransitionError(f"The alert is {alert.state}; only open alerts can be acknowledged.",
+                                  current=alert.state)
+        alert.state = Alert.State.ACKNOWLEDGED
+        alert.acknowledged_by = actor
+        alert.acknowledged_at = timezone.now()
+        alert.save(update_fields=["state", "acknowledged_by", "acknowledged_at", "updated_at"])
+    return alert
 
 
 # --- webhooks -----------------------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""API plumbing shared by every app: errors as the contract wants them, pagination, Idempotency-Key, lookups."""
+
+import functools
+import hashlib
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .errors import ApplicationError, TransitionError
+from .models import IdempotencyRecord
+
+
+class Pagination(PageNumberPagination):
+    """`{"count", "next", "previous", "results"}`, `?page_size=` up to 1000."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+def _field_errors(detail):
+    if isinstance(detail, dict):
+        return {str(k): v if isinstance(v, list) else [v] for k, v in detail.items()}
+    if isinstance(detail, list):
+        return {"non_field_errors": detail}
+    return {}
+
+
+def exception_handler(exc, context):
+    """Every error as `{"detail": "...", "errors": {...}}` with the status the contract gives."""
+    if isinstance(exc, ApplicationError):
+        body = {"detail": exc.message, "errors": exc.errors}
+        if isinstance(exc, TransitionError) and exc.current is not None:
+            body["current"] = exc.current
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        first = next(iter(errors.values()), ["Invalid input."])
+        return Response({"detail": f"Invalid input: {first[0]}", "errors": errors}, status=400)
+    if isinstance(exc, ObjectDoesNotExist):
+        exc = Http404()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _field_errors(response.data)
+        first = next(iter(errors.values()), ["Invalid input."])
+        response.data = {"detail": f"Invalid input: {first[0] if first else ''}".strip(), "errors": errors}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"]), "errors": {}}
+    return response
+
+
+def _fingerprint(request):
+    body = request.body if request.content_type and not request.content_type.startswith("multipart/") else b""
+    if request.FILES:
+        body = b"".join(f"{name}:{f.name}:{f.size}".encode() for name, f in sorted(request.FILES.items()))
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.path.encode(), body):
+        digest.update(part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def idempotent(view_method):
+    """Honour `Idempotency-Key`: the same key and request again returns the first answer with 200, changing
+    nothing; the same key with another request is refused (409)."""
+
+    @functools.wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key or not request.user.is_authenticated:
+            return view_method(self, request, *args, **kwargs)
+        if len(key) > 128:
+            return Response({"detail": "Idempotency-Key is longer than 128 characters.", "errors": {}}, status=400)
+        fingerprint = _fingerprint(request._request)
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(user=request.user, key=key, fingerprint=fingerprint)
+        except IntegrityError:
+            record = IdempotencyRecord.objects.get(user=request.user, key=key)
+            if record.fingerprint != fingerprint:
+                return Response({"detail": "This Idempotency-Key was already used for a different request.",
+                                 "errors": {}}, status=status.HTTP_409_CONFLICT)
+            if record.status_code is None:
+                return Response({"detail": "A request with this Idempotency-Key is still being processed.",
+                                 "errors": {}}, status=status.HTTP_409_CONFLICT)
+            replay_status = 200 if record.status_code == 201 else record.status_code
+            return Response(record.body, status=replay_status, headers={"Idempotent-Replayed": "true"})
+        try:
+            response = view_method(self, request, *args, **kwargs)
+        except BaseException:
+            record.delete()
+            raise
+        if 200 <= response.status_code < 300:
+            record.status_code = response.status_code
+            record.body = response.data
+            record.save(update_fields=["status_code", "body"])
+        else:
+            record.delete()
+        return response
+
+    return wrapper
+
+
+def project_for(request, project_id, perm=None):
+    """The project if the caller may see it (else 404), and holds `perm` on it (else 403)."""
+    from apps.core.permissions import has_project_perm
+    from apps.projects.selectors import project_get
+
+    project = project_get(user=request.user, project_id=project_id)
+    if perm is not None and not has_project_perm(request.user, project, perm):
+        raise exceptions.PermissionDenied(f"You do not have the {perm.split('_')[0]} role in this project.")
+    return project

@@ -1,0 +1,136 @@
+"""Input and output shapes of the task, annotation and review endpoints (API.md "Tasks", "Annotating",
+"Reviewing"). Gold answers and final results are only rendered for managers and admins."""
+
+from rest_framework import serializers
+
+from apps.quality.models import Review
+from apps.tasks.models import Annotation, Assignment, Clarification, Task, TaskEvent
+
+MANAGER_ONLY_TASK_FIELDS = ("is_gold", "gold_answer")
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task; `is_gold`/`gold_answer` are dropped unless the context says the caller may see gold."""
+
+    class Meta:
+        model = Task
+        fields = ["id", "project", "batch", "external_id", "data", "status", "priority", "is_gold", "gold_answer",
+                  "prediction", "prediction_score", "final_result", "created_at", "accepted_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("show_gold"):
+            for field in MANAGER_ONLY_TASK_FIELDS:
+                data.pop(field, None)
+        if not self.context.get("show_all"):
+            data.pop("final_result", None)  # a consensus is other annotators' work
+        return data
+
+
+class TaskBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Task
+        fields = ["id", "data"]
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Assignment
+        fields = ["id", "task", "status", "assigned_at", "started_at", "lease_expires_at", "submitted_at",
+                  "rework_count", "reason"]
+
+
+class AssignmentBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Assignment
+        fields = ["id", "status", "lease_expires_at"]
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    error_types = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "annotation", "reviewer", "decision", "error_types", "comment", "corrected_annotation",
+                  "started_at", "decided_at"]
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    annotator = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviews = ReviewSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "task", "assignment", "annotator", "author", "version", "source", "result", "notes",
+                  "lead_time_seconds", "guideline_version", "status", "is_current", "needs_review", "submitted_at",
+                  "reviews"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TaskEvent
+        fields = ["id", "type", "at", "actor", "assignment", "payload"]
+
+
+class HoldSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class SkipSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class SubmitSerializer(serializers.Serializer):
+    result = serializers.JSONField()
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    lead_time_seconds = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0,
+                                               max_value=7 * 24 * 3600)
+
+
+class ClarificationSerializer(serializers.ModelSerializer):
+    asked_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    answered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Clarification
+        fields = ["id", "task", "assignment", "asked_by", "question", "confidential", "status", "answer",
+                  "answered_by", "answered_at", "created_at"]
+        read_only_fields = ["id", "task", "assignment", "asked_by", "status", "answer", "answered_by",
+                            "answered_at", "created_at"]
+
+
+class ClarificationAskSerializer(serializers.Serializer):
+    question = serializers.CharField(max_length=5000)
+    confidential = serializers.BooleanField(required=False, default=False)
+
+
+class ClarificationAnswerSerializer(serializers.Serializer):
+    answer = serializers.CharField(max_length=10000)
+
+
+class ReviewDecisionSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    error_types = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list,
+                                        max_length=50)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    corrected_result = serializers.JSONField(required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        if attrs["decision"] == Review.Decision.FIX and attrs.get("corrected_result") is None:
+            raise serializers.ValidationError({"corrected_result": ["Required when the decision is 'fix'."]})
+        return attrs
+
+
+class ImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    batch = serializers.IntegerField(allow_null=True)
+
+
+class NextTaskSerializer(serializers.Serializer):
+    assignment = AssignmentBriefSerializer()
+    task = TaskBriefSerializer()

@@ -1,0 +1,316 @@
+"""Task, annotating, reviewing, import and export endpoints: parse, authorise, call a service, render."""
+
+import django_filters
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.api import idempotent, project_for
+from apps.core.errors import PayloadTooLargeError, ValidationError
+from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
+from apps.tasks import exports, selectors, services
+from apps.tasks.imports import import_format_guess, tasks_import
+from apps.tasks.models import Annotation, Task, TaskEvent
+from apps.tasks.next_task import next_task_assign
+from apps.tasks.review_queue import review_next
+
+from . import serializers as s
+
+
+def _task_context(request, project):
+    return {"request": request, "show_gold": has_project_perm(request.user, project, MANAGE),
+            "show_all": selectors.can_see_all_of_project(request.user, project)}
+
+
+class TaskFilter(django_filters.FilterSet):
+    batch = django_filters.NumberFilter(field_name="batch_id")
+
+    class Meta:
+        model = Task
+        fields = ["status", "batch", "is_gold"]
+
+
+class ReviewerTaskFilter(django_filters.FilterSet):
+    """Reviewers may not learn which tasks are gold, not even by filtering."""
+
+    batch = django_filters.NumberFilter(field_name="batch_id")
+
+    class Meta:
+        model = Task
+        fields = ["status", "batch"]
+
+
+class TaskListView(generics.ListAPIView):
+    """`GET /projects/{id}/tasks/?status=&batch=&is_gold=` (managers and reviewers)."""
+
+    serializer_class = s.TaskSerializer
+
+    @property
+    def filterset_class(self):
+        if getattr(self, "swagger_fake_view", False):
+            return TaskFilter
+        return TaskFilter if has_project_perm(self.request.user, self.project, MANAGE) else ReviewerTaskFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Task.objects.none()
+        return Task.objects.filter(project=self.project).order_by("id")
+
+    def list(self, request, *args, **kwargs):
+        self.project = project_for(request, kwargs["project_id"])
+        if not selectors.can_see_all_of_project(request.user, self.project):
+            raise PermissionDenied("Only the project's reviewers and managers list its tasks.")
+        return super().list(request, *args, **kwargs)
+
+    def get_serializer_context(self):
+        return _task_context(self.request, self.project)
+
+
+class TaskDetailView(APIView):
+    """`GET /tasks/{id}/`: annotators get 404 for tasks they were never assigned."""
+
+    @extend_schema(responses=s.TaskSerializer)
+    def get(self, request, task_id):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        return Response(s.TaskSerializer(task, context=_task_context(request, task.project)).data)
+
+
+class TaskEventListView(generics.ListAPIView):
+    """`GET /tasks/{id}/events/` the lifecycle trail (an annotator sees the events of their own assignment)."""
+
+    serializer_class = s.EventSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return TaskEvent.objects.none()
+        task = selectors.task_get(user=self.request.user, task_id=self.kwargs["task_id"])
+        return selectors.event_list(user=self.request.user, task=task)
+
+
+class TaskAnnotationListView(generics.ListAPIView):
+    """`GET /tasks/{id}/annotations/` every version with provenance (an annotator sees only their own)."""
+
+    serializer_class = s.AnnotationSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Annotation.objects.none()
+        task = selectors.task_get(user=self.request.user, task_id=self.kwargs["task_id"])
+        return selectors.annotation_list(user=self.request.user, task=task).prefetch_related(
+            "reviews__reviewer", "reviews__error_types")
+
+
+class NextTaskView(APIView):
+    """`POST /projects/{id}/next/` → the annotator's next assignment and task, or 204 when nothing is left."""
+
+    @extend_schema(request=None, responses={200: s.NextTaskSerializer, 204: None})
+    @idempotent
+    def post(self, request, project_id):
+        project = project_for(request, project_id, ANNOTATE)
+        assignment = next_task_assign(project=project, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response({"assignment": s.AssignmentBriefSerializer(assignment).data,
+                         "task": s.TaskBriefSerializer(assignment.task).data})
+
+
+def _own_assignment(request, assignment_id):
+    return selectors.assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
+
+
+class AssignmentActionView(APIView):
+    """`POST /assignments/{id}/start|hold|resume|skip/`."""
+
+    action = None
+
+    @extend_schema(request=None, responses=s.AssignmentSerializer)
+    def post(self, request, assignment_id):
+        assignment = _own_assignment(request, assignment_id)
+        if self.action == "start":
+            assignment = services.assignment_start(assignment=assignment, actor=request.user)
+        elif self.action == "resume":
+            assignment = services.assignment_resume(assignment=assignment, actor=request.user)
+        elif self.action == "hold":
+            data = s.HoldSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            assignment = services.assignment_hold(assignment=assignment, actor=request.user, **data.validated_data)
+        elif self.action == "skip":
+            data = s.SkipSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            assignment = services.assignment_skip(assignment=assignment, actor=request.user, **data.validated_data)
+        return Response(s.AssignmentSerializer(assignment).data)
+
+
+class AssignmentHoldView(AssignmentActionView):
+    action = "hold"
+
+    @extend_schema(request=s.HoldSerializer, responses=s.AssignmentSerializer)
+    def post(self, request, assignment_id):
+        return super().post(request, assignment_id)
+
+
+class AssignmentSkipView(AssignmentActionView):
+    action = "skip"
+
+    @extend_schema(request=s.SkipSerializer, responses=s.AssignmentSerializer)
+    def post(self, request, assignment_id):
+        return super().post(request, assignment_id)
+
+
+class AssignmentSubmitView(APIView):
+    """`POST /assignments/{id}/submit/` → 201 the annotation; rework is resubmitted as a new version."""
+
+    @extend_schema(request=s.SubmitSerializer, responses={201: s.AnnotationSerializer})
+    @idempotent
+    def post(self, request, assignment_id):
+        assignment = _own_assignment(request, assignment_id)
+        data = s.SubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        submit = services.assignment_resubmit if assignment.rework_count else services.assignment_submit
+        key = request.headers.get("Idempotency-Key") or None
+        annotation = submit(assignment=assignment, actor=request.user, idempotency_key=key, **data.validated_data)
+        return Response(s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
+
+
+class ClarificationCreateView(APIView):
+    """`POST /tasks/{id}/clarifications/` → 201; the asker's assignment goes on hold."""
+
+    @extend_schema(request=s.ClarificationAskSerializer, responses={201: s.ClarificationSerializer})
+    def post(self, request, task_id):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        data = s.ClarificationAskSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        clarification = services.clarification_ask(task=task, actor=request.user, **data.validated_data)
+        return Response(s.ClarificationSerializer(clarification).data, status=status.HTTP_201_CREATED)
+
+
+class ClarificationAnswerView(APIView):
+    """`POST /clarifications/{id}/answer/` (managers)."""
+
+    @extend_schema(request=s.ClarificationAnswerSerializer, responses=s.ClarificationSerializer)
+    def post(self, request, clarification_id):
+        clarification = selectors.clarification_list(user=request.user).get(pk=clarification_id)
+        if not has_project_perm(request.user, clarification.task.project, MANAGE):
+            raise PermissionDenied("Only the project's managers answer clarifications.")
+        data = s.ClarificationAnswerSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        clarification = services.clarification_answer(clarification=clarification, actor=request.user,
+                                                      **data.validated_data)
+        return Response(s.ClarificationSerializer(clarification).data)
+
+
+class ReviewNextView(APIView):
+    """`POST /projects/{id}/review/next/` → the reviewer's next annotation and its task, or 204."""
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 204: None})
+    @idempotent
+    def post(self, request, project_id):
+        project = project_for(request, project_id, REVIEW)
+        annotation = review_next(project=project, reviewer=request.user)
+        if annotation is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        context = {"request": request, "show_gold": False, "show_all": True}
+        return Response({"annotation": s.AnnotationSerializer(annotation).data,
+                         "task": s.TaskSerializer(annotation.task, context=context).data})
+
+
+class AnnotationReviewView(APIView):
+    """`POST /annotations/{id}/review/` `{"decision": "approve|reject|fix|escalate", ...}` → 201 the review."""
+
+    @extend_schema(request=s.ReviewDecisionSerializer, responses={201: s.ReviewSerializer})
+    @idempotent
+    def post(self, request, annotation_id):
+        annotation = Annotation.objects.select_related("task__project").get(
+            pk=annotation_id, task__in=selectors.task_list(user=request.user))
+        if not has_project_perm(request.user, annotation.task.project, REVIEW):
+            raise PermissionDenied("Only the project's reviewers review.")
+        data = s.ReviewDecisionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        decision, values = data.validated_data["decision"], data.validated_data
+        if decision == "approve":
+            review = services.review_approve(annotation=annotation, reviewer=request.user, comment=values["comment"])
+        elif decision == "reject":
+            review = services.review_reject(annotation=annotation, reviewer=request.user,
+                                            error_types=values["error_types"], comment=values["comment"])
+        elif decision == "fix":
+            review = services.review_fix(annotation=annotation, reviewer=request.user,
+                                         corrected_result=values["corrected_result"],
+                                         error_types=values["error_types"], comment=values["comment"])
+        else:
+            review = services.review_escalate(annotation=annotation, reviewer=request.user, comment=values["comment"])
+        return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class StreamParser(BaseParser):
+    """Leaves the body unread so the import can stream it (JSON array, JSONL or CSV)."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream
+
+
+class ImportView(APIView):
+    """`POST /projects/{id}/import/` — a JSON array body, or a `file` upload in JSON, JSONL or CSV; all or nothing."""
+
+    parser_classes = [MultiPartParser, FormParser, StreamParser]
+
+    @extend_schema(request={"application/json": OpenApiTypes.OBJECT, "multipart/form-data": OpenApiTypes.OBJECT,
+                            "application/x-ndjson": OpenApiTypes.STR, "text/csv": OpenApiTypes.STR},
+                   responses={201: s.ImportResultSerializer, 200: s.ImportResultSerializer})
+    @idempotent
+    def post(self, request, project_id):
+        project = project_for(request, project_id, MANAGE)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.IMPORT_MAX_BYTES:
+            raise PayloadTooLargeError(f"The upload is {length // 2**20} MB; the limit is "
+                                       f"{settings.IMPORT_MAX_BYTES // 2**20} MB.")
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        if content_type.startswith("multipart/") or content_type == "application/x-www-form-urlencoded":
+            upload = request.FILES.get("file")
+            if upload is None:
+                raise ValidationError("Send the tasks as a `file` upload or as a JSON body.",
+                                      errors={"file": ["This field is required."]})
+            fmt = request.data.get("format") or import_format_guess(upload.name)
+            result = tasks_import(project=project, actor=request.user, source=upload, fmt=fmt,
+                                  filename=upload.name)
+        else:
+            fmt = {"application/x-ndjson": "jsonl", "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl",
+                   "text/csv": "csv"}.get(content_type, "json")
+            result = tasks_import(project=project, actor=request.user, source=request.stream or _EmptyStream(),
+                                  fmt=fmt)
+        body = {"created": result.created, "skipped": result.skipped,
+                "batch": result.batch.pk if result.batch else None}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class _EmptyStream:
+    def read(self, *args):
+        return b""
+
+
+class ExportView(APIView):
+    """`GET /projects/{id}/export/?format=json|jsonl|csv|coco|conll&status=accepted&batch=&deliver=` — streamed."""
+
+    @extend_schema(parameters=[
+        OpenApiParameter("format", str, enum=list(exports.FORMATS)),
+        OpenApiParameter("status", str), OpenApiParameter("batch", int),
+        OpenApiParameter("deliver", bool, description="Move the batch to delivered (only if its gates pass)."),
+    ], responses={200: OpenApiTypes.BINARY})
+    def get(self, request, project_id):
+        project = project_for(request, project_id, MANAGE)
+        params = exports.export_params(project=project, query=request.query_params)
+        if params.deliver:
+            from apps.projects.services import batch_deliver
+
+            batch_deliver(batch=params.batch, actor=request.user)
+        chunks, content_type, filename = exports.export_stream(project=project, params=params)
+        response = StreamingHttpResponse(chunks, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

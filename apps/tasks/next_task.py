@@ -1,0 +1,153 @@
+"""The next-task engine: which task an annotator gets when they ask for one.
+
+Rules, in order (DESIGN.md "Assignment"): an unexpired assignment the annotator already holds; their rework; a
+gold task when their share of gold is below the project's gold rate; then open work of active batches by batch
+priority, task priority and the project's sampling, preferring tasks whose language/skill match the annotator.
+Never the same task twice to one annotator, never more live + submitted assignments than the overlap.
+
+Candidates are read through indexes in small, ordered pages and locked with SKIP LOCKED on PostgreSQL, so
+concurrent annotators never wait for each other nor take the same slot; SQLite serialises writers instead.
+"""
+
+import random
+
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from apps.core.errors import TransitionError
+from apps.core.permissions import ANNOTATE, require_project_perm
+from apps.projects.models import Batch, Project
+
+from . import services
+from .models import Assignment, Task
+
+CANDIDATES = 50  # how many ordered candidates are looked at for a language/skill match
+EXPIRE_ON_READ = 20
+
+
+def _expire_due_in_project(project, now):
+    """Lazily free slots whose lease ran out, a few at a time (the beat task does the rest)."""
+    due = Assignment.objects.filter(
+        task__project=project, status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS],
+        rework_count=0, lease_expires_at__lte=now,
+    ).values_list("pk", flat=True)[:EXPIRE_ON_READ]
+    for assignment_id in list(due):
+        try:
+            services.assignment_expire(assignment=Assignment(pk=assignment_id), now=now)
+        except TransitionError:
+            pass
+
+
+def _held(project, annotator, now):
+    return (Assignment.objects.filter(task__project=project, annotator=annotator,
+                                      status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS])
+            .filter(Q(lease_expires_at__gt=now) | Q(lease_expires_at__isnull=True))
+            .select_related("task").order_by("assigned_at").first())
+
+
+def _rework(project, annotator):
+    return (Assignment.objects.filter(task__project=project, annotator=annotator, rework_count__gt=0,
+                                      status__in=[Assignment.Status.REJECTED, Assignment.Status.IN_PROGRESS])
+            .select_related("task").order_by("updated_at").first())
+
+
+def _gold_due(project, annotator):
+    if project.gold_rate <= 0:
+        return False
+    counts = Assignment.objects.filter(task__project=project, annotator=annotator).aggregate(
+        total=Count("id"), gold=Count("id", filter=Q(task__is_gold=True)))
+    return counts["gold"] < project.gold_rate * (counts["total"] + 1)
+
+
+def _lockable(queryset):
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    return queryset
+
+
+def _profile_match(task, languages, skills):
+    language, skill = task.data.get("language"), task.data.get("skill")
+    return (language is not None and language in languages) or (skill is not None and skill in skills)
+
+
+def _pick(candidates, languages, skills):
+    """First candidate matching the annotator's languages/skills, else the first one."""
+    if not candidates:
+        return None
+    if languages or skills:
+        for task in candidates:
+            if _profile_match(task, languages, skills):
+                return task
+    return candidates[0]
+
+
+def _ordered(tasks, project):
+    if project.sampling == Project.Sampling.RANDOM:
+        start = random.random()
+        return tasks.filter(random_key__gte=start).order_by("-priority", "random_key"), \
+            tasks.filter(random_key__lt=start).order_by("-priority", "random_key")
+    if project.sampling == Project.Sampling.UNCERTAINTY:
+        return (tasks.order_by("-priority", "prediction_score", "id"),)
+    return (tasks.order_by("-priority", "id"),)
+
+
+def _open_candidates(project, annotator, batch, status, languages, skills):
+    tasks = Task.objects.filter(batch=batch, status=status, is_gold=False).exclude(
+        pk__in=Assignment.objects.filter(annotator=annotator, task__batch=batch).values("task_id"))
+    if status != Task.Status.OPEN:
+        taken = (Assignment.objects.filter(task=OuterRef("pk"), status__in=[*Assignment.LIVE, *Assignment.DONE])
+                 .order_by().values("task").annotate(n=Count("id")).values("n"))
+        tasks = tasks.alias(taken=Subquery(taken)).filter(Q(taken__lt=project.overlap) | Q(taken__isnull=True))
+    for ordered in _ordered(tasks, project):
+        page = list(_lockable(ordered)[:CANDIDATES])
+        task = _pick(page, languages, skills)
+        if task is not None:
+            return task
+    return None
+
+
+def _gold_candidate(project, annotator):
+    tasks = Task.objects.filter(project=project, is_gold=True, batch__status=Batch.Status.ACTIVE).exclude(
+        status=Task.Status.CANCELLED).exclude(
+        pk__in=Assignment.objects.filter(annotator=annotator, task__project=project).values("task_id"))
+    start = random.random()
+    for ordered in (tasks.filter(random_key__gte=start).order_by("random_key"),
+                    tasks.filter(random_key__lt=start).order_by("random_key")):
+        task = _lockable(ordered).first()
+        if task is not None:
+            return task
+    return None
+
+
+def next_task_assign(*, project, annotator, now=None):
+    """The annotator's next assignment in `project` (new or one they already hold), or None when nothing is left."""
+    require_project_perm(annotator, project, ANNOTATE)
+    now = now or timezone.now()
+    _expire_due_in_project(project, now)
+    held = _held(project, annotator, now)
+    if held is not None:
+        return held
+    rework = _rework(project, annotator)
+    if rework is not None:
+        return rework
+    profile = getattr(annotator, "profile", None)
+    languages = set(profile.languages or []) if profile else set()
+    skills = set((profile.skills or {}).keys()) if profile else set()
+    with transaction.atomic():
+        task = _gold_candidate(project, annotator) if _gold_due(project, annotator) else None
+        if task is None:
+            batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
+            # With overlap > 1, started tasks with a free slot go first so that tasks finish.
+            statuses = ([Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD, Task.Status.OPEN]
+                        if project.overlap > 1 else [Task.Status.OPEN])
+            for batch in batches:
+                for status in statuses:
+                    task = _open_candidates(project, annotator, batch, status, languages, skills)
+                    if task is not None:
+                        break
+                if task is not None:
+                    break
+        if task is None:
+            return None
+        return services.assignment_assign(task=task, annotator=annotator)

@@ -1,0 +1,68 @@
+"""The review queue: which annotation a reviewer gets next.
+
+The reviewer's own open review comes back first; then escalations (senior and lead reviewers only), rework
+resubmissions, and the oldest submissions. Never the reviewer's own work; an annotation another reviewer opened in
+the last CLAIM_MINUTES is left to them. Candidates are locked with SKIP LOCKED where the database has it, so two
+reviewers never get the same annotation.
+"""
+
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import Case, Exists, IntegerField, OuterRef, Value, When
+from django.utils import timezone
+
+from apps.annotators.models import AnnotatorProfile
+from apps.core.permissions import REVIEW, require_project_perm
+from apps.quality.models import Review
+
+from . import services
+from .models import Annotation, Assignment, Task
+
+CLAIM_MINUTES = 30
+
+
+def review_queue(*, project, reviewer, now=None):
+    """Annotations waiting for this reviewer, in queue order."""
+    now = now or timezone.now()
+    claimed = Review.objects.filter(annotation=OuterRef("pk"), decided_at__isnull=True,
+                                    started_at__gte=now - timedelta(minutes=CLAIM_MINUTES)).exclude(reviewer=reviewer)
+    queue = (Annotation.objects
+             .filter(task__project=project, is_current=True, needs_review=True,
+                     status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
+                     assignment__status=Assignment.Status.SUBMITTED)
+             .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED])
+             .exclude(annotator=reviewer)
+             .exclude(Exists(claimed)))
+    if not is_senior(reviewer):
+        queue = queue.exclude(status=Annotation.Status.ESCALATED)
+    return queue.annotate(
+        rank=Case(When(status=Annotation.Status.ESCALATED, then=Value(0)),
+                  When(version__gt=1, then=Value(1)), default=Value(2), output_field=IntegerField()),
+    ).order_by("rank", "submitted_at", "id")
+
+
+def is_senior(user):
+    return AnnotatorProfile.objects.filter(
+        user=user, seniority__in=[AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD]).exists()
+
+
+def review_next(*, project, reviewer, now=None):
+    """Claim the reviewer's next annotation (starting its review), or None when the queue is empty for them."""
+    require_project_perm(reviewer, project, REVIEW)
+    now = now or timezone.now()
+    mine = (Annotation.objects.filter(task__project=project, reviews__reviewer=reviewer,
+                                      reviews__decided_at__isnull=True, is_current=True,
+                                      status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED])
+            .order_by("submitted_at").first())
+    if mine is not None:
+        return mine
+    with transaction.atomic():
+        queue = review_queue(project=project, reviewer=reviewer, now=now)
+        if connection.features.has_select_for_update_skip_locked:
+            queue = queue.select_for_update(skip_locked=True, of=("self",))
+        annotation = queue.first()
+        if annotation is None:
+            return None
+        services.review_start(annotation=annotation, reviewer=reviewer)
+    return annotation
