@@ -1,15 +1,18 @@
-"""URL configuration: the admin, and (in development) the media files the demo generates."""
+"""URL configuration: portal pages, the admin, the API under /api/v1/, and (in development) media files."""
 
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
+
+from apps.core import views as core_views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", core_views.home, name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("labelportal.api_urls", "api"))),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/profile/", core_views.profile, name="profile"),
 ]
 
 if settings.DEBUG:
