@@ -355,10 +355,15 @@ def _annotation_append(*, assignment, author, result, notes, lead_time_seconds, 
     )
 
 
-def _submission_replay(assignment_id, idempotency_key):
+def _submission_replay(assignment_id, idempotency_key, actor):
+    """The annotation an earlier request with this key wrote; only its own annotator (or an admin) gets it back."""
     if not idempotency_key:
         return None
-    return Annotation.objects.filter(assignment_id=assignment_id, idempotency_key=idempotency_key).first()
+    replay = (Annotation.objects.select_related("assignment")
+              .filter(assignment_id=assignment_id, idempotency_key=idempotency_key).first())
+    if replay is not None:
+        _require_own(replay.assignment, actor)
+    return replay
 
 
 def _lead_time_check(lead_time_seconds):
@@ -380,14 +385,14 @@ def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=
 
     A retry with the same `idempotency_key` returns the first annotation and changes nothing.
     """
-    replay = _submission_replay(assignment.pk, idempotency_key)
+    replay = _submission_replay(assignment.pk, idempotency_key, actor)
     if replay is not None:
         return replay
     lead_time_seconds = _lead_time_check(lead_time_seconds)
     with transaction.atomic():
         assignment = _lock_assignment(assignment.pk)
         _require_own(assignment, actor)
-        replay = _submission_replay(assignment.pk, idempotency_key)
+        replay = _submission_replay(assignment.pk, idempotency_key, actor)
         if replay is not None:
             return replay
         if assignment.status not in (AS.ASSIGNED, AS.IN_PROGRESS) or assignment.rework_count:
@@ -418,14 +423,14 @@ def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=
 @records_actor
 def assignment_resubmit(*, assignment, actor, result, notes="", lead_time_seconds=None, idempotency_key=None):
     """Rework after a rejection: rejected|in_progress (rework) → submitted, as a new annotation version."""
-    replay = _submission_replay(assignment.pk, idempotency_key)
+    replay = _submission_replay(assignment.pk, idempotency_key, actor)
     if replay is not None:
         return replay
     lead_time_seconds = _lead_time_check(lead_time_seconds)
     with transaction.atomic():
         assignment = _lock_assignment(assignment.pk)
         _require_own(assignment, actor)
-        replay = _submission_replay(assignment.pk, idempotency_key)
+        replay = _submission_replay(assignment.pk, idempotency_key, actor)
         if replay is not None:
             return replay
         if not assignment.rework_count or assignment.status not in (AS.REJECTED, AS.IN_PROGRESS):
