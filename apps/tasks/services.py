@@ -623,13 +623,26 @@ def review_escalate(*, annotation, reviewer, comment):
 # --- tasks ---------------------------------------------------------------------------------------------------------
 
 
-def _task_accept_locked(task, *, actor, automatic, final_result=None):
+def _outstanding_release(task, reason):
+    """Release the work still held on a task that is being closed: live assignments and rework waiting for its
+    annotator, which would otherwise come back as their "next task" and could be neither done nor skipped."""
+    released = 0
+    for assignment in task.assignments.select_for_update().filter(status__in=[*Assignment.LIVE, AS.REJECTED]):
+        assignment.status = AS.SKIPPED
+        assignment.reason = reason
+        assignment.lease_expires_at = None
+        assignment.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
+        released += 1
+    return released
+
+
+def _task_accept_locked(task, *, actor, automatic, final_result=None, payload=None):
     task.status = TS.ACCEPTED
     task.accepted_at = timezone.now()
     task.final_result = final_result if final_result is not None else task_final_result(task)
     task.save(update_fields=["status", "accepted_at", "final_result", "updated_at"])
     event_record(type=TaskEvent.Type.ACCEPTED, project=task.project, task=task, actor=actor,
-                 payload={"automatic": automatic})
+                 payload={"automatic": automatic, **(payload or {})})
     from apps.quality.services import webhooks_notify
 
     webhooks_notify(project_id=task.project_id, event="task.accepted",
@@ -638,7 +651,9 @@ def _task_accept_locked(task, *, actor, automatic, final_result=None):
 
 @records_actor
 def task_accept(*, task, actor):
-    """A manager accepts a task with its current results: in_progress|in_review|rework → accepted."""
+    """A manager accepts a task with its current results: in_progress|in_review|rework|on_hold → accepted.
+
+    Work still outstanding on it (live assignments, rework not yet resubmitted) is released."""
     with transaction.atomic():
         task = _lock_task(task.pk)
         require_project_perm(actor, task.project, MANAGE)
@@ -647,27 +662,22 @@ def task_accept(*, task, actor):
                     task.status)
         if not Annotation.objects.filter(task=task, is_current=True).exclude(status=AN.REJECTED).exists():
             _refuse(_("Task %(id)s has no submitted result to accept.") % {"id": task.pk}, task.status)
-        _task_accept_locked(task, actor=actor, automatic=False)
+        released = _outstanding_release(task, _("Task accepted"))
+        _task_accept_locked(task, actor=actor, automatic=False, payload={"released_assignments": released})
         _after_commit_refresh(task.project_id)
     return task
 
 
 @records_actor
 def task_cancel(*, task, actor, reason=""):
-    """Take a task out of the work: any open status → cancelled; live assignments are released."""
+    """Take a task out of the work: any open status → cancelled; live assignments and pending rework are released."""
     with transaction.atomic():
         task = _lock_task(task.pk)
         require_project_perm(actor, task.project, MANAGE)
         if task.status in (TS.ACCEPTED, TS.CANCELLED):
             _refuse(_("Task %(id)s is %(status)s and cannot be cancelled.") % {"id": task.pk, "status": task.status},
                     task.status)
-        released = 0
-        for assignment in task.assignments.select_for_update().filter(status__in=Assignment.LIVE):
-            assignment.status = AS.SKIPPED
-            assignment.reason = _("Task cancelled")
-            assignment.lease_expires_at = None
-            assignment.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
-            released += 1
+        released = _outstanding_release(task, _("Task cancelled"))
         task.status = TS.CANCELLED
         task.save(update_fields=["status", "updated_at"])
         event_record(type=TaskEvent.Type.CANCELLED, project=task.project, task=task, actor=actor,
