@@ -224,7 +224,9 @@ def test_a_bad_label_schema_is_refused_with_readable_messages(admin_user, client
     errors = response.context["adminform"].form.errors["label_schema"]
     assert "Label 2: the value 'cat' is used twice." in errors
     assert "Label 2: 'color' must look like #1f77b4." in errors
-    assert "used twice" in response.content.decode()
+    content = response.content.decode()
+    assert "used twice" in content
+    assert "min_labels" in content  # the help text shows an example per task type
     assert not Project.objects.filter(slug="birds").exists()
 
 
@@ -300,6 +302,18 @@ def test_a_csv_file_is_imported(team, client):
                            {"file": _upload("tasks.csv", "external_id,text\nc1,a cat\nc2,a dog\n")}, follow=True)
     assert "Imported 2 tasks" in page_messages(response)[0]
     assert Task.objects.filter(project=team.project, external_id__in=["c1", "c2"]).count() == 2
+
+
+def test_a_large_upload_streamed_from_a_temporary_file_is_imported(team, client, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # Django writes the upload to disk, as it does for big files
+    client.force_login(team.admin)
+    rows = ",".join(f'{{"data": {{"text": "item {n}"}}, "external_id": "big-{n}"}}' for n in range(50))
+
+    response = client.post(url(Project, "import", team.project.pk), {"file": _upload("tasks.json", f"[{rows}]")},
+                           follow=True)
+
+    assert "Imported 50 tasks, skipped 0 duplicates" in page_messages(response)[0]
+    assert Task.objects.filter(project=team.project, external_id__startswith="big-").count() == 50
 
 
 def test_an_oversized_file_is_refused_with_its_message(team, client, settings):
@@ -518,6 +532,9 @@ def test_webhook_secret_is_never_shown_and_kept_when_left_empty(world, client):
     webhook.refresh_from_db()
     assert (webhook.url, webhook.events, webhook.secret) == ("https://hooks.example.org/new", ["alert.raised"],
                                                              "s3cret")
+    record = webhook.history.order_by("history_id").first()
+    version = client.get(url(Webhook, "simple_history", webhook.pk, record.history_id))
+    assert version.status_code == 200 and b"s3cret" not in version.content
 
 
 # --- staff managers see their own projects only ---------------------------------------------------------------------
