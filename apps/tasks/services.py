@@ -729,9 +729,10 @@ def clarification_ask(*, task, actor, question, confidential=False):
                                                      question=question, confidential=bool(confidential))
         event_record(type=TaskEvent.Type.CLARIFICATION_ASKED, project=task.project, task=task,
                      assignment=assignment, actor=actor, payload={"clarification": clarification.pk})
-    if assignment is not None and assignment.status in (AS.ASSIGNED, AS.IN_PROGRESS):
-        assignment_hold(assignment=assignment, actor=actor,
-                        reason=_("Waiting for clarification #%(id)d") % {"id": clarification.pk})
+        # In the same transaction, under the locks taken above: the question and the hold stand or fall together.
+        if assignment is not None and assignment.status in (AS.ASSIGNED, AS.IN_PROGRESS):
+            assignment_hold(assignment=assignment, actor=actor,
+                            reason=_("Waiting for clarification #%(id)d") % {"id": clarification.pk})
     return clarification
 
 
