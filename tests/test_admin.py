@@ -626,3 +626,20 @@ def test_the_task_list_runs_a_fixed_number_of_queries(team, client):
     before = queries()
     factories.tasks(factories.batch(team.project, name="More"), 20)
     assert queries() == before
+
+
+def test_a_staff_user_who_creates_a_project_manages_it(team, client):
+    staff = _staff_manager(team)
+    staff.user_permissions.add(Permission.objects.get(codename="add_project"))
+    client.force_login(staff)
+    data = _project_add_data(**{"memberships-TOTAL_FORMS": "1", "memberships-0-user": str(staff.pk),
+                                "memberships-0-role": "manager"})
+
+    response = client.post(url(Project, "add"), data)
+
+    assert response.status_code == 302
+    project = Project.objects.get(slug="birds")
+    assert list(project.memberships.values_list("user__username", "role")) == [("manager", "manager")]
+    staff = type(staff).objects.get(pk=staff.pk)
+    assert staff.has_perm("projects.manage_project", project)
+    assert client.get(url(Project, "change", project.pk)).status_code == 200

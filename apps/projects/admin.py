@@ -180,11 +180,16 @@ class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, Hi
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
         if not change:
-            project_error_types_default_create(obj)
+            project = form.instance
+            project_error_types_default_create(project)
             if not request.user.is_superuser:
-                # Whoever creates a project manages it; otherwise it would vanish from their own admin.
-                services.membership_add(project=obj, user=request.user, role=Membership.Role.MANAGER)
+                # Whoever creates a project manages it; otherwise it would vanish from their own admin. After the
+                # inlines, so a manager row typed into the member inline is not created twice.
+                services.membership_add(project=project, user=request.user, role=Membership.Role.MANAGER)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is Guideline:
