@@ -6,14 +6,21 @@ assigned, only their own annotations (blind overlap), and never gold answers.
 
 from django.db.models import Q
 
-from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
+from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, is_admin
 from apps.projects.selectors import project_list
 
 from .models import Annotation, Assignment, Clarification, Task, TaskEvent
 
 
+def _signed_in(user):
+    """Anonymous and deactivated users see nothing (and an AnonymousUser cannot be used in a filter)."""
+    return user is not None and user.is_authenticated and user.is_active
+
+
 def task_list(*, user, project=None):
     """Tasks the user may open: all tasks of projects they review or manage, plus tasks assigned to them."""
+    if not _signed_in(user):
+        return Task.objects.none()
     staff_projects = project_list(user=user, perm=REVIEW) | project_list(user=user, perm=MANAGE)
     tasks = Task.objects.filter(Q(project__in=staff_projects.values("pk")) | Q(assignments__annotator=user)) \
         if user.is_authenticated else Task.objects.none()
@@ -24,7 +31,9 @@ def task_list(*, user, project=None):
 
 def task_get(*, user, task_id):
     """The task if the user may see it, else Task.DoesNotExist (a 404)."""
-    if user.is_superuser:
+    if not _signed_in(user):
+        raise Task.DoesNotExist
+    if is_admin(user):
         return Task.objects.select_related("project", "batch").get(pk=task_id)
     task = Task.objects.select_related("project", "batch").get(pk=task_id)
     if can_see_all_of_project(user, task.project) or task.assignments.filter(annotator=user).exists():
@@ -42,6 +51,8 @@ def can_see_gold(user, project):
 
 
 def assignment_list_for_annotator(*, user, project=None, statuses=None):
+    if not _signed_in(user):
+        return Assignment.objects.none()
     assignments = Assignment.objects.filter(annotator=user).select_related("task")
     if project is not None:
         assignments = assignments.filter(task__project=project)
@@ -52,6 +63,8 @@ def assignment_list_for_annotator(*, user, project=None, statuses=None):
 
 def assignment_get_for_annotator(*, user, assignment_id):
     """The annotator's own assignment, else Assignment.DoesNotExist (a 404)."""
+    if not _signed_in(user):
+        raise Assignment.DoesNotExist
     return Assignment.objects.select_related("task__project").get(
         pk=assignment_id, annotator=user, task__project__in=project_list(user=user, perm=ANNOTATE)
     )
@@ -59,6 +72,8 @@ def assignment_get_for_annotator(*, user, assignment_id):
 
 def annotation_list(*, user, task):
     """Every version on a task for managers and reviewers; only their own for an annotator."""
+    if not _signed_in(user):
+        return Annotation.objects.none()
     annotations = Annotation.objects.filter(task=task).select_related("annotator", "author").order_by(
         "assignment_id", "version")
     if user.is_superuser or can_see_all_of_project(user, task.project):
@@ -68,6 +83,8 @@ def annotation_list(*, user, task):
 
 def event_list(*, user, task):
     """The task's lifecycle trail; an annotator sees only the events of their own assignment."""
+    if not _signed_in(user):
+        return TaskEvent.objects.none()
     events = TaskEvent.objects.filter(task=task).select_related("actor").order_by("at", "id")
     if user.is_superuser or can_see_all_of_project(user, task.project):
         return events
@@ -76,6 +93,8 @@ def event_list(*, user, task):
 
 def clarification_list(*, user, project=None):
     """Managers see all; an annotator sees their own and non-confidential ones on tasks they were given."""
+    if not _signed_in(user):
+        return Clarification.objects.none()
     clarifications = Clarification.objects.select_related("task", "asked_by")
     if project is not None:
         clarifications = clarifications.filter(task__project=project)
