@@ -1,12 +1,13 @@
 """Reads of tasks, assignments, annotations and events, scoped to what the user may see.
 
 Managers, reviewers and admins see every task of their projects; an annotator sees only tasks they were
-assigned, only their own annotations (blind overlap), and never gold answers.
+assigned, only their own annotations (blind overlap), and never gold answers. Whatever someone did in a project,
+they see none of it once they hold no role there any more.
 """
 
 from django.db.models import Q
 
-from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, is_admin
+from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, VIEW, has_project_perm, is_admin
 from apps.projects.selectors import project_list
 
 from .models import Annotation, Assignment, Clarification, Task, TaskEvent
@@ -15,6 +16,11 @@ from .models import Annotation, Assignment, Clarification, Task, TaskEvent
 def _signed_in(user):
     """Anonymous and deactivated users see nothing (and an AnonymousUser cannot be used in a filter)."""
     return user is not None and user.is_authenticated and user.is_active
+
+
+def _own_assignments(user):
+    """The user's assignments in projects they may still see."""
+    return Assignment.objects.filter(annotator=user, task__project__in=project_list(user=user, perm=VIEW).values("pk"))
 
 
 def task_list(*, user, project=None):
@@ -26,7 +32,7 @@ def task_list(*, user, project=None):
     else:
         # Subqueries, not a join on assignments: each task comes once, with no DISTINCT over its JSON columns.
         staff_projects = project_list(user=user, perm=REVIEW) | project_list(user=user, perm=MANAGE)
-        own = Assignment.objects.filter(annotator=user).values("task_id")
+        own = _own_assignments(user).values("task_id")
         tasks = Task.objects.filter(Q(project__in=staff_projects.values("pk")) | Q(pk__in=own))
     if project is not None:
         tasks = tasks.filter(project=project)
@@ -40,7 +46,9 @@ def task_get(*, user, task_id):
     if is_admin(user):
         return Task.objects.select_related("project", "batch").get(pk=task_id)
     task = Task.objects.select_related("project", "batch").get(pk=task_id)
-    if can_see_all_of_project(user, task.project) or task.assignments.filter(annotator=user).exists():
+    if can_see_all_of_project(user, task.project):
+        return task
+    if has_project_perm(user, task.project, VIEW) and task.assignments.filter(annotator=user).exists():
         return task
     raise Task.DoesNotExist
 
@@ -57,7 +65,7 @@ def can_see_gold(user, project):
 def assignment_list_for_annotator(*, user, project=None, statuses=None):
     if not _signed_in(user):
         return Assignment.objects.none()
-    assignments = Assignment.objects.filter(annotator=user).select_related("task")
+    assignments = _own_assignments(user).select_related("task")
     if project is not None:
         assignments = assignments.filter(task__project=project)
     if statuses:
@@ -82,6 +90,8 @@ def annotation_list(*, user, task):
         "assignment_id", "version")
     if user.is_superuser or can_see_all_of_project(user, task.project):
         return annotations
+    if not has_project_perm(user, task.project, VIEW):
+        return Annotation.objects.none()
     return annotations.filter(annotator=user)
 
 
@@ -92,6 +102,8 @@ def event_list(*, user, task):
     events = TaskEvent.objects.filter(task=task).select_related("actor").order_by("at", "id")
     if user.is_superuser or can_see_all_of_project(user, task.project):
         return events
+    if not has_project_perm(user, task.project, VIEW):
+        return TaskEvent.objects.none()
     return events.filter(assignment__annotator=user)
 
 
@@ -105,8 +117,9 @@ def clarification_list(*, user, project=None):
     if user.is_superuser:
         return clarifications
     managed = project_list(user=user, perm=MANAGE).values("pk")
+    visible = project_list(user=user, perm=VIEW).values("pk")
     return clarifications.filter(
         Q(task__project__in=managed)
-        | Q(asked_by=user)
-        | Q(confidential=False, task__assignments__annotator=user)
-    ).distinct()
+        | Q(task__project__in=visible, asked_by=user)
+        | Q(confidential=False, task__in=_own_assignments(user).values("task_id"))
+    )
