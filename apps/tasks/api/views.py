@@ -16,7 +16,7 @@ from apps.core.errors import PayloadTooLargeError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
 from apps.tasks import exports, selectors, services
 from apps.tasks.imports import import_format_guess, tasks_import
-from apps.tasks.models import Annotation, Task, TaskEvent
+from apps.tasks.models import Annotation, Assignment, Task, TaskEvent
 from apps.tasks.next_task import next_task_assign
 from apps.tasks.review_queue import review_next
 
@@ -121,7 +121,15 @@ class NextTaskView(APIView):
 
 
 def _own_assignment(request, assignment_id):
-    return selectors.assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
+    """The caller's own assignment. Those who see its task without working on it (the project's reviewers,
+    managers and admins) are refused with 403; to anyone else it does not exist (404: blind overlap)."""
+    try:
+        return selectors.assignment_get_for_annotator(user=request.user, assignment_id=assignment_id)
+    except Assignment.DoesNotExist:
+        assignment = Assignment.objects.select_related("task__project").filter(pk=assignment_id).first()
+        if assignment is not None and selectors.can_see_all_of_project(request.user, assignment.task.project):
+            raise PermissionDenied("This assignment belongs to another annotator.") from None
+        raise
 
 
 class AssignmentActionView(APIView):
@@ -228,6 +236,9 @@ class AnnotationReviewView(APIView):
     def post(self, request, annotation_id):
         annotation = Annotation.objects.select_related("task__project").get(
             pk=annotation_id, task__in=selectors.task_list(user=request.user))
+        if annotation.annotator_id != request.user.pk and not selectors.can_see_all_of_project(
+                request.user, annotation.task.project):
+            raise Annotation.DoesNotExist  # another annotator's work on a shared task: blind overlap
         if not has_project_perm(request.user, annotation.task.project, REVIEW):
             raise PermissionDenied("Only the project's reviewers review.")
         data = s.ReviewDecisionSerializer(data=request.data)
