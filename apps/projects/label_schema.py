@@ -109,6 +109,11 @@ def label_values(schema):
     return [label["value"] for label in schema.get("labels", [])]
 
 
+def _in_schema(label, allowed):
+    # A result is any JSON a client sent: a list or an object where a label belongs must be refused, not hashed.
+    return isinstance(label, str) and label in allowed
+
+
 def _is_fraction(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
@@ -164,14 +169,15 @@ def result_validate(task_type, schema, data, result):
         label = result.get("label")
         if label is None:
             return [_("Required field 'label' is missing.")]
-        if label not in allowed:
+        if not _in_schema(label, allowed):
             return [_("Label %(label)r is not in the schema.") % {"label": label}]
         return []
     if task_type == TaskType.MULTILABEL:
         labels = result.get("labels")
         if not isinstance(labels, list):
             return [_("Required field 'labels' (a list) is missing.")]
-        errors = [_("Label %(label)r is not in the schema.") % {"label": x} for x in labels if x not in allowed]
+        errors = [_("Label %(label)r is not in the schema.") % {"label": x} for x in labels
+                  if not _in_schema(x, allowed)]
         if len(set(map(str, labels))) != len(labels):
             errors.append(_("A label is listed twice."))
         return errors + _count_bounds(options, "labels", len(labels), _("labels"))
@@ -179,14 +185,15 @@ def result_validate(task_type, schema, data, result):
         spans = result.get("spans")
         if not isinstance(spans, list):
             return [_("Required field 'spans' (a list) is missing.")]
-        text = data.get("text", "") if isinstance(data, dict) else ""
+        text = data.get("text") if isinstance(data, dict) else None
+        text = text if isinstance(text, str) else ""
         errors, by_label = [], {}
         for n, span in enumerate(spans, start=1):
             if not isinstance(span, dict):
                 errors.append(_("Span %(n)d must be an object.") % {"n": n})
                 continue
             start, end, label = span.get("start"), span.get("end"), span.get("label")
-            if label not in allowed:
+            if not _in_schema(label, allowed):
                 errors.append(_("Span %(n)d: label %(label)r is not in the schema.") % {"n": n, "label": label})
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
                 errors.append(_("Span %(n)d: 'start' and 'end' must be whole numbers.") % {"n": n})
@@ -195,7 +202,8 @@ def result_validate(task_type, schema, data, result):
                 errors.append(_("Span %(n)d: [%(start)d, %(end)d) is outside the text (length %(length)d).")
                               % {"n": n, "start": start, "end": end, "length": len(text)})
                 continue
-            by_label.setdefault(label, []).append((start, end, n))
+            if isinstance(label, str):  # a span without a usable label is already refused above
+                by_label.setdefault(label, []).append((start, end, n))
         for label, ranges in by_label.items():
             ranges.sort()
             for (_s1, e1, n1), (s2, _e2, n2) in zip(ranges, ranges[1:]):
@@ -212,7 +220,7 @@ def result_validate(task_type, schema, data, result):
             if not isinstance(box, dict):
                 errors.append(_("Box %(n)d must be an object.") % {"n": n})
                 continue
-            if box.get("label") not in allowed:
+            if not _in_schema(box.get("label"), allowed):
                 errors.append(_("Box %(n)d: label %(label)r is not in the schema.") % {"n": n, "label": box.get("label")})
             x, y, w, h = (box.get(k) for k in ("x", "y", "w", "h"))
             if not all(_is_fraction(v) for v in (x, y, w, h)):
