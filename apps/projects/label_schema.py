@@ -97,12 +97,35 @@ def label_schema_validate(task_type, schema):
             allowed = ", ".join(sorted(_OPTIONS[task_type])) or _("none")
             errors.append(_("Option %(key)r does not apply to this task type (allowed: %(allowed)s).")
                           % {"key": key, "allowed": allowed})
-        elif not isinstance(option, int) or isinstance(option, bool) or option < 0:
+        elif not _whole(option):
             errors.append(_("Option %(key)r must be a whole number ≥ 0.") % {"key": key})
+    errors += _options_satisfiable(task_type, options, len(normalised))
     if errors:
         raise ValidationError(_("The label schema is not valid: %(first)s") % {"first": errors[0]},
                               errors={"label_schema": errors})
     return {"labels": normalised, "options": options}
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _options_satisfiable(task_type, options, label_count):
+    """Messages for bounds that no result could meet (a minimum above the maximum, more labels than exist)."""
+    errors = []
+    for key in sorted(_OPTIONS[task_type]):
+        if not key.startswith("min_"):
+            continue
+        noun = key[len("min_"):]
+        low, high = options.get(key), options.get(f"max_{noun}")
+        if _whole(low) and _whole(high) and low > high:
+            errors.append(_("Option 'min_%(noun)s' (%(low)d) is more than 'max_%(noun)s' (%(high)d): "
+                            "no result could pass.") % {"noun": noun, "low": low, "high": high})
+    low = options.get("min_labels")
+    if task_type == TaskType.MULTILABEL and _whole(low) and low > label_count:
+        errors.append(_("Option 'min_labels' (%(low)d) is more than the %(n)d labels of the schema: "
+                        "no result could pass.") % {"low": low, "n": label_count})
+    return errors
 
 
 def label_values(schema):
