@@ -221,6 +221,10 @@ def result_validate(task_type, schema, data, result):
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
                 errors.append(_("Span %(n)d: 'start' and 'end' must be whole numbers.") % {"n": n})
                 continue
+            if end <= start:
+                errors.append(_("Span %(n)d is empty or reversed: 'end' (%(end)d) must be greater than "
+                                "'start' (%(start)d).") % {"n": n, "start": start, "end": end})
+                continue
             if not 0 <= start < end <= len(text):
                 errors.append(_("Span %(n)d: [%(start)d, %(end)d) is outside the text (length %(length)d).")
                               % {"n": n, "start": start, "end": end, "length": len(text)})
