@@ -3,6 +3,8 @@
 import functools
 import hashlib
 
+import django_filters
+from django import forms
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -22,6 +24,18 @@ class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+
+class IdFilter(django_filters.NumberFilter):
+    """`?batch=<id>`-style filters: a whole number that fits a database id, else 400 (never a database error on an
+    id too large for the column, nor a silent match on `1.5`)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
 
 
 def _field_errors(detail):

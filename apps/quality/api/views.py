@@ -8,7 +8,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import project_for
+from apps.core.api import IdFilter, project_for
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
 from apps.quality import selectors, services
 from apps.quality.models import Alert
@@ -97,8 +97,8 @@ class ProjectAgreementView(APIView):
 
 class AlertFilter(django_filters.FilterSet):
     # Plain numbers, not model choices: an id outside the caller's projects filters to nothing, never a 400.
-    project = django_filters.NumberFilter(field_name="project_id")
-    batch = django_filters.NumberFilter(field_name="batch_id")
+    project = IdFilter(field_name="project_id")
+    batch = IdFilter(field_name="batch_id")
 
     class Meta:
         model = Alert

@@ -11,7 +11,7 @@ from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPart
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import idempotent, project_for
+from apps.core.api import IdFilter, idempotent, project_for
 from apps.core.errors import PayloadTooLargeError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
 from apps.tasks import exports, selectors, services
@@ -29,7 +29,7 @@ def _task_context(request, project):
 
 
 class TaskFilter(django_filters.FilterSet):
-    batch = django_filters.NumberFilter(field_name="batch_id")
+    batch = IdFilter(field_name="batch_id")
 
     class Meta:
         model = Task
@@ -39,7 +39,7 @@ class TaskFilter(django_filters.FilterSet):
 class ReviewerTaskFilter(django_filters.FilterSet):
     """Reviewers may not learn which tasks are gold, not even by filtering."""
 
-    batch = django_filters.NumberFilter(field_name="batch_id")
+    batch = IdFilter(field_name="batch_id")
 
     class Meta:
         model = Task
