@@ -1,17 +1,18 @@
 """Exporting a project's results, streamed in constant memory, each record with its provenance.
 
-Formats: JSON (an array), JSONL, CSV, COCO (bounding boxes) and CoNLL-2003 BIO (text spans, whitespace tokens).
-Tasks are read in id-ordered pages; each page's annotations and reviews come in two more queries.
+Formats: JSON (an array), JSONL, CSV, COCO (bounding boxes) and CoNLL-2003 BIO (text spans).
+Tasks are read in id-ordered pages of PAGE; each page's annotations and reviews come in a few more queries
+(never one per task), and each page leaves as one chunk, so the response is a few hundred writes, not millions.
 """
 
 import csv
 import io
 import json
 import re
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext as _
 
 from apps.core.errors import ValidationError
@@ -26,7 +27,14 @@ FORMATS = ("json", "jsonl", "csv", "coco", "conll")
 PAGE = 2000
 CSV_COLUMNS = ["id", "external_id", "batch", "status", "is_gold", "data", "result", "annotators", "reviewers",
                "decisions", "guideline_version", "agreement", "accepted_at"]
-_TOKEN = re.compile(r"\S+")
+FIX = Annotation.Source.REVIEW_FIX
+# Ideographs, kana and CJK punctuation are written without spaces between words: one token per character, as
+# Chinese and Japanese NER corpora have it. Everything else is split at whitespace.
+_CJK = "\u3001-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+_SPACE = re.compile(r"\s+")
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass
@@ -55,7 +63,7 @@ def export_params(*, project, query):
     if query.get("batch"):
         try:
             batch = project.batches.get(pk=int(query["batch"]))
-        except (ValueError, Batch.DoesNotExist):
+        except (ValueError, OverflowError, Batch.DoesNotExist):
             errors["batch"] = [_("No such batch in this project.")]
     deliver = str(query.get("deliver", "")).lower() in {"1", "true", "yes"}
     if deliver and batch is None and "batch" not in errors:
@@ -65,97 +73,129 @@ def export_params(*, project, query):
     return ExportParams(format=fmt, statuses=statuses, batch=batch, deliver=deliver)
 
 
-def _task_pages(project, params):
+def _iso(value):
+    """A timestamp as the API writes it (DRF): ISO 8601 with microseconds, UTC as Z."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+# --- reading ------------------------------------------------------------------------------------------------------
+
+TASK_FIELDS = ("id", "external_id", "batch_id", "status", "is_gold", "data", "final_result", "accepted_at")
+
+
+def _selected(project, params):
     tasks = Task.objects.filter(project=project, status__in=params.statuses)
     if params.batch is not None:
         tasks = tasks.filter(batch=params.batch)
-    fields = ("id", "external_id", "batch__name", "status", "is_gold", "data", "final_result", "accepted_at")
+    return tasks
+
+
+def _task_pages(project, params, fields=TASK_FIELDS):
+    """Lists of `fields` tuples (the first field is the id), in id order, PAGE at a time (keyset pagination)."""
+    tasks = _selected(project, params)
     last = 0
     while True:
-        page = list(tasks.filter(id__gt=last).order_by("id").values(*fields)[:PAGE])
+        page = list(tasks.filter(id__gt=last).order_by("id").values_list(*fields)[:PAGE])
         if not page:
             return
-        last = page[-1]["id"]
+        last = page[-1][0]
         yield page
 
 
 def _provenance(task_ids):
-    """Current annotations and their reviews for a page of tasks, grouped by task id."""
-    annotations = list(
-        Annotation.objects.filter(task_id__in=task_ids, is_current=True)
-        .order_by("task_id", "assignment_id")
-        .values("id", "task_id", "annotator__username", "author__username", "version", "source", "status",
-                "result", "guideline_version", "lead_time_seconds", "submitted_at")
-    )
+    """For a page of tasks, by task id: current annotations, decided reviews, and the results the annotators
+    themselves last submitted (a reviewer's fix replaces the result, not the annotator's own version)."""
+    annotations = defaultdict(list)
+    fixed = []
+    for row in (Annotation.objects.filter(task_id__in=task_ids, is_current=True).order_by("task_id", "assignment_id")
+                .values_list("task_id", "assignment_id", "annotator__username", "author__username", "version",
+                             "source", "status", "result", "guideline_version", "lead_time_seconds",
+                             "submitted_at")):
+        annotations[row[0]].append(row)
+        if row[5] == FIX:
+            fixed.append(row[1])
+    own_before_fix = {}
+    if fixed:
+        for assignment_id, result in (Annotation.objects.filter(assignment_id__in=fixed).exclude(source=FIX)
+                                      .order_by("assignment_id", "version").values_list("assignment_id", "result")):
+            own_before_fix[assignment_id] = result  # the last one wins
     reviews = defaultdict(list)
-    for review in (Review.objects.filter(annotation__task_id__in=task_ids, decided_at__isnull=False)
-                   .order_by("decided_at").values("annotation__task_id", "annotation_id", "reviewer__username",
-                                                  "decision", "comment", "decided_at")):
-        reviews[review["annotation__task_id"]].append(review)
+    coded = []
+    for row in (Review.objects.filter(annotation__task_id__in=task_ids, decided_at__isnull=False)
+                .order_by("decided_at", "id")
+                .values_list("annotation__task_id", "id", "reviewer__username", "decision", "comment", "decided_at",
+                             "annotation__annotator__username", "annotation__version")):
+        reviews[row[0]].append(row)
+        if row[3] in (Review.Decision.REJECT, Review.Decision.FIX):
+            coded.append(row[1])
     codes = defaultdict(list)
-    for row in (Review.error_types.through.objects.filter(review__annotation__task_id__in=task_ids)
-                .values("review__annotation_id", "review__decided_at", "errortype__code")):
-        codes[(row["review__annotation_id"], row["review__decided_at"])].append(row["errortype__code"])
-    by_task = defaultdict(list)
-    for annotation in annotations:
-        by_task[annotation["task_id"]].append(annotation)
-    return by_task, reviews, codes
+    if coded:
+        for review_id, code in (Review.error_types.through.objects.filter(review_id__in=coded)
+                                .order_by("review_id", "errortype__code").values_list("review_id", "errortype__code")):
+            codes[review_id].append(code)
+    return annotations, own_before_fix, reviews, codes
 
 
 def _records(project, params):
-    """One dict per task: the final result and its provenance."""
+    """Pages of records: one dict per task, the final result and its provenance."""
+    batch_names = dict(Batch.objects.filter(project=project).values_list("id", "name"))
+    task_type = project.task_type
     for page in _task_pages(project, params):
-        by_task, reviews, codes = _provenance([t["id"] for t in page])
-        for task in page:
-            annotations = by_task.get(task["id"], [])
-            own = [a for a in annotations if a["source"] != Annotation.Source.REVIEW_FIX]
-            versions = [a["guideline_version"] for a in annotations if a["guideline_version"] is not None]
-            yield {
-                "id": task["id"],
-                "external_id": task["external_id"],
-                "batch": task["batch__name"],
-                "status": task["status"],
-                "is_gold": task["is_gold"],
-                "data": task["data"],
-                "result": task["final_result"],
-                "accepted_at": task["accepted_at"],
+        by_task, own_before_fix, by_task_reviews, codes = _provenance([t[0] for t in page])
+        records = []
+        for task_id, external_id, batch_id, status, is_gold, data, final_result, accepted_at in page:
+            annotations = by_task.get(task_id, ())
+            reviews = by_task_reviews.get(task_id, ())
+            versions = [a[8] for a in annotations if a[8] is not None]
+            own = [own_before_fix.get(a[1]) if a[5] == FIX else a[7] for a in annotations]
+            records.append({
+                "id": task_id,
+                "external_id": external_id,
+                "batch": batch_names.get(batch_id),
+                "status": status,
+                "is_gold": is_gold,
+                "data": data,
+                "result": final_result,
+                "accepted_at": _iso(accepted_at),
                 "provenance": {
-                    "annotators": sorted({a["annotator__username"] for a in annotations}),
+                    "annotators": sorted({a[2] for a in annotations}),
                     "annotations": [
-                        {"annotator": a["annotator__username"], "author": a["author__username"],
-                         "version": a["version"], "source": a["source"], "status": a["status"],
-                         "result": a["result"], "guideline_version": a["guideline_version"],
-                         "lead_time_seconds": a["lead_time_seconds"], "submitted_at": a["submitted_at"]}
+                        {"annotator": a[2], "author": a[3], "version": a[4], "source": a[5], "status": a[6],
+                         "result": a[7], "guideline_version": a[8], "lead_time_seconds": a[9],
+                         "submitted_at": _iso(a[10])}
                         for a in annotations
                     ],
                     "reviews": [
-                        {"reviewer": r["reviewer__username"], "decision": r["decision"], "comment": r["comment"],
-                         "error_types": codes.get((r["annotation_id"], r["decided_at"]), []),
-                         "decided_at": r["decided_at"]}
-                        for r in reviews.get(task["id"], [])
+                        {"reviewer": r[2], "decision": r[3], "comment": r[4], "error_types": codes.get(r[1], []),
+                         "decided_at": _iso(r[5]), "annotator": r[6], "version": r[7]}
+                        for r in reviews
                     ],
                     "guideline_version": max(versions) if versions else None,
-                    "agreement": task_agreement(project.task_type, [a["result"] for a in own]),
+                    # METRICS.md: between each annotator's own latest submission
+                    "agreement": task_agreement(task_type, [r for r in own if r is not None]) if len(own) > 1
+                    else None,
                 },
-            }
+            })
+        yield records
 
 
-def _dumps(value):
-    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+# --- writing ------------------------------------------------------------------------------------------------------
 
 
 def _jsonl(project, params):
-    for record in _records(project, params):
-        yield _dumps(record) + "\n"
+    for records in _records(project, params):
+        yield "\n".join(map(_dumps, records)) + "\n"
 
 
 def _json(project, params):
-    yield "["
-    first = True
-    for record in _records(project, params):
-        yield ("" if first else ",\n") + _dumps(record)
-        first = False
-    yield "]\n"
+    separator = "["
+    for records in _records(project, params):
+        yield separator + ",\n".join(map(_dumps, records))
+        separator = ",\n"
+    yield "[]\n" if separator == "[" else "]\n"
 
 
 def _csv(project, params):
@@ -170,73 +210,120 @@ def _csv(project, params):
 
     writer.writerow(CSV_COLUMNS)
     yield flush()
-    for record in _records(project, params):
-        provenance = record["provenance"]
-        writer.writerow([
-            record["id"], record["external_id"] or "", record["batch"], record["status"], record["is_gold"],
-            _dumps(record["data"]), _dumps(record["result"]) if record["result"] is not None else "",
-            ";".join(provenance["annotators"]), ";".join(sorted({r["reviewer"] for r in provenance["reviews"]})),
-            ";".join(r["decision"] for r in provenance["reviews"]),
-            provenance["guideline_version"] if provenance["guideline_version"] is not None else "",
-            "" if provenance["agreement"] is None else round(provenance["agreement"], 6),
-            record["accepted_at"].isoformat() if record["accepted_at"] else "",
-        ])
+    for records in _records(project, params):
+        rows = []
+        for record in records:
+            provenance = record["provenance"]
+            rows.append([
+                record["id"], record["external_id"] or "", record["batch"], record["status"], record["is_gold"],
+                _dumps(record["data"]), _dumps(record["result"]) if record["result"] is not None else "",
+                ";".join(provenance["annotators"]), ";".join(sorted({r["reviewer"] for r in provenance["reviews"]})),
+                ";".join(r["decision"] for r in provenance["reviews"]),
+                provenance["guideline_version"] if provenance["guideline_version"] is not None else "",
+                "" if provenance["agreement"] is None else round(provenance["agreement"], 6),
+                record["accepted_at"] or "",
+            ])
+        writer.writerows(rows)
         yield flush()
 
 
 def _coco(project, params):
-    """COCO object detection: images, annotations (absolute pixel [x, y, w, h]) and categories."""
+    """COCO object detection: images, annotations (absolute pixel [x, y, w, h], and the box as a polygon) and
+    categories — the schema's labels, then any label a result still uses after it left the schema."""
     labels = [label["value"] for label in project.label_schema["labels"]]
     category = {value: n for n, value in enumerate(labels, start=1)}
-    categories = [{"id": category[v], "name": v, "supercategory": "object"} for v in labels]
     yield '{"info":' + _dumps({"description": f"LabelPortal export of {project.name}", "version": "1.0"})
-    yield ',"licenses":[],"categories":' + _dumps(categories) + ',"images":['
-    first = True
-    for page in _task_pages(project, params):
-        for task in page:
-            data = task["data"]
-            image = {"id": task["id"], "file_name": data.get("image"), "width": data.get("width"),
-                     "height": data.get("height")}
-            yield ("" if first else ",") + _dumps(image)
-            first = False
+    yield ',"licenses":[],"images":['
+    # The annotations are a second pass; it reads exactly the images listed, even if tasks change in between.
+    image_ids = array("q")
+    separator = ""
+    for page in _task_pages(project, params, fields=("id", "data")):
+        images = [{"id": task_id, "file_name": data.get("image"), "width": data.get("width"),
+                   "height": data.get("height")} for task_id, data in page]
+        image_ids.extend(task_id for task_id, _data in page)
+        yield separator + ",".join(map(_dumps, images))
+        separator = ","
     yield '],"annotations":['
-    first, next_id = True, 1
-    for page in _task_pages(project, params):
-        for task in page:
-            width, height = task["data"].get("width") or 0, task["data"].get("height") or 0
-            for box in (task["final_result"] or {}).get("boxes", []):
-                bbox = [round(box["x"] * width, 2), round(box["y"] * height, 2),
-                        round(box["w"] * width, 2), round(box["h"] * height, 2)]
-                annotation = {"id": next_id, "image_id": task["id"], "category_id": category.get(box["label"]),
-                              "bbox": bbox, "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0,
-                              "segmentation": []}
+    separator, next_id = "", 1
+    for start in range(0, len(image_ids), PAGE):
+        page = Task.objects.filter(id__in=image_ids[start:start + PAGE].tolist()).order_by("id").values_list(
+            "id", "data", "final_result")
+        annotations = []
+        for task_id, data, final_result in page:
+            width, height = data.get("width") or 0, data.get("height") or 0
+            for box in (final_result or {}).get("boxes", []):
+                x, y, w, h = (round(box["x"] * width, 2), round(box["y"] * height, 2), round(box["w"] * width, 2),
+                              round(box["h"] * height, 2))
+                if box["label"] not in category:
+                    category[box["label"]] = len(category) + 1
+                annotations.append({
+                    "id": next_id, "image_id": task_id, "category_id": category[box["label"]], "bbox": [x, y, w, h],
+                    "area": round(w * h, 2), "iscrowd": 0,
+                    "segmentation": [[x, y, round(x + w, 2), y, round(x + w, 2), round(y + h, 2), x, round(y + h, 2)]],
+                })
                 next_id += 1
-                yield ("" if first else ",") + _dumps(annotation)
-                first = False
-    yield "]}\n"
+        if annotations:
+            yield separator + ",".join(map(_dumps, annotations))
+            separator = ","
+    categories = [{"id": n, "name": value, "supercategory": "object"} for value, n in category.items()]
+    yield '],"categories":' + _dumps(categories) + "}\n"
+
+
+def _owned_segments(spans, length):
+    """Where the spans lie, as sorted, disjoint (start, end, span number) segments. Where spans overlap, the one
+    that starts first (the longer on a tie) keeps the characters: BIO cannot nest, the outer entity stays."""
+    ordered = sorted(
+        ((max(0, s["start"]), min(length, s["end"]), n) for n, s in enumerate(spans)), key=lambda s: (s[0], -s[1]))
+    segments, covered = [], 0
+    for start, end, n in ordered:
+        start = max(start, covered)
+        if start < end:
+            segments.append((start, end, n))
+            covered = end
+    return segments
 
 
 def conll_bio_lines(text, spans):
-    """Whitespace tokens of `text` tagged B-/I-/O from character spans; one `token _ _ TAG` line each."""
-    spans = sorted(spans or [], key=lambda s: (s["start"], s["end"]))
-    lines = []
+    """`word _ _ TAG` lines of `text` with BIO tags from character spans (end exclusive).
+
+    Words are split at whitespace (ideographs and kana: one per character), and also where an entity begins or
+    ends inside a word ("pre-Obama" with a span on "Obama" gives "pre-" O, "Obama" B-PER), so the tags give the
+    spans back exactly. Spaces in a label become underscores: a CoNLL line has four space-separated columns.
+    """
+    spans = [s for s in spans or [] if isinstance(s.get("start"), int) and isinstance(s.get("end"), int)]
+    segments = _owned_segments(spans, len(text))
+    tags = {n: _SPACE.sub("_", str(spans[n]["label"])) for _s, _e, n in segments}
+    lines, previous, k = [], None, 0
     for match in _TOKEN.finditer(text):
-        tag = "O"
-        for span in spans:
-            if match.start() < span["end"] and match.end() > span["start"]:
-                tag = ("B-" if match.start() <= span["start"] else "I-") + span["label"]
-                break
-        lines.append(f"{match.group()} _ _ {tag}")
+        start, end = match.span()
+        while k < len(segments) and segments[k][1] <= start:
+            k += 1
+        j, position = k, start
+        while position < end:
+            if j < len(segments) and segments[j][0] <= position:
+                piece_end, owner = min(end, segments[j][1]), segments[j][2]
+                j += segments[j][1] <= end
+            else:
+                piece_end = min(end, segments[j][0]) if j < len(segments) else end
+                owner = None
+            if owner is None:
+                tag = "O"
+            else:
+                tag = ("I-" if owner == previous else "B-") + tags[owner]
+            lines.append(f"{text[position:piece_end]} _ _ {tag}")
+            previous, position = owner, piece_end
     return lines
 
 
 def _conll(project, params):
     yield "-DOCSTART- -X- -X- O\n\n"
-    for page in _task_pages(project, params):
-        for task in page:
-            lines = conll_bio_lines(task["data"].get("text", ""), (task["final_result"] or {}).get("spans"))
+    for page in _task_pages(project, params, fields=("id", "data", "final_result")):
+        sentences = []
+        for _task_id, data, final_result in page:
+            lines = conll_bio_lines(data.get("text") or "", (final_result or {}).get("spans"))
             if lines:
-                yield "\n".join(lines) + "\n\n"
+                sentences.append("\n".join(lines) + "\n\n")
+        yield "".join(sentences)
 
 
 _WRITERS = {
@@ -252,4 +339,5 @@ def export_stream(*, project, params):
     """(chunks iterator, content type, file name) for the export."""
     writer, content_type, extension = _WRITERS[params.format]
     suffix = f"-{params.batch.pk}" if params.batch else ""
-    return (chunk.encode() for chunk in writer(project, params)), content_type, f"{project.slug}{suffix}.{extension}"
+    return (chunk.encode() for chunk in writer(project, params) if chunk), content_type, \
+        f"{project.slug}{suffix}.{extension}"
