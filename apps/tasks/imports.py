@@ -1,8 +1,9 @@
 """Importing tasks from JSON, JSONL or CSV: streamed, all-or-nothing, with row-numbered errors.
 
 Rows are read one at a time, validated into plain tuples and written in chunks, so a 100,000-row file never
-becomes 100,000 model objects at once. Each chunk's history rows are written by the database (INSERT … SELECT).
-The whole import runs in one transaction: one bad row and nothing is created (batches included).
+becomes 100,000 model objects. On PostgreSQL a chunk is written with COPY; elsewhere with bulk_create. Each chunk's
+history rows are written by the database (INSERT … SELECT). The whole import runs in one transaction: one bad row
+and nothing is created (batches included).
 """
 
 import csv
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import ijson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -255,6 +256,66 @@ class _BulkCreateWriter:
         return [task.pk for task in created]
 
 
+class _PostgresCopyWriter:
+    """PostgreSQL: reserves ids from the table's sequence and COPYs the rows: no model objects, and no parameter
+    quoting in Python (which made bulk_create's share of a 100,000-row import several seconds)."""
+
+    json_as_text = True  # the rows carry JSON values as text, as COPY takes them
+
+    def __init__(self):
+        fields = Task._meta.concrete_fields
+        by_attname = {f.attname: f for f in fields}
+        self.table, self.pk = Task._meta.db_table, Task._meta.pk
+        self.now_fields = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+        rest = [f for f in fields if f.attname not in ROW_FIELDS and f is not self.pk and f not in self.now_fields]
+        self.callable_fields = [f for f in rest if f.has_default() and callable(f.default)]  # random_key
+        self.constant_fields = [f for f in rest if f not in self.callable_fields]
+        qn = connection.ops.quote_name
+        columns = [self.pk, *(by_attname[a] for a in ROW_FIELDS), *self.now_fields, *self.constant_fields,
+                   *self.callable_fields]
+        self.copy_sql = f"COPY {qn(self.table)} ({', '.join(qn(f.column) for f in columns)}) FROM STDIN"
+        self.existing_sql = (f"SELECT {qn(by_attname['external_id'].column)} FROM {qn(self.table)} "
+                             f"WHERE {qn(by_attname['project_id'].column)} = %s "
+                             f"AND {qn(by_attname['external_id'].column)} = ANY(%s)")
+
+    def _cursor(self):
+        # A server-side binding cursor sends the id list as one binary array instead of quoting 2,000 strings
+        # into the SQL text (Django's cursors bind on the client). It bypasses Django's execute wrappers.
+        import psycopg
+
+        connection.ensure_connection()
+        return psycopg.Cursor(connection.connection)
+
+    def existing(self, project_id, external_ids):
+        with connection.wrap_database_errors, self._cursor() as cursor:
+            cursor.execute(self.existing_sql, [project_id, external_ids])
+            return {external_id for (external_id,) in cursor}
+
+    def write(self, rows):
+        now = timezone.now()
+        fixed = (*(now for _f in self.now_fields), *(self._json_constant(f) for f in self.constant_fields))
+        makers = [f.default for f in self.callable_fields]  # the callables themselves: one call per row
+        with connection.wrap_database_errors, self._cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                           [self.table, self.pk.column, len(rows)])
+            ids = [pk for (pk,) in cursor]
+            with cursor.copy(self.copy_sql) as copy:
+                write = copy.write_row
+                if len(makers) == 1:
+                    make = makers[0]
+                    for pk, row in zip(ids, rows):
+                        write((pk, *row, *fixed, make()))
+                else:
+                    for pk, row in zip(ids, rows):
+                        write((pk, *row, *fixed, *[make() for make in makers]))
+        return ids
+
+    @staticmethod
+    def _json_constant(field):
+        value = field.get_default()
+        return json.dumps(value) if value is not None and field.get_internal_type() == "JSONField" else value
+
+
 class _Importer:
     """One import: validates each row, resolves batches, and writes full chunks while the file is clean."""
 
@@ -270,8 +331,11 @@ class _Importer:
         self.created = self.skipped = 0
         self.touched_batches = set()
         self.pending = []  # validated rows waiting for the next chunk write
-        self.writer = _BulkCreateWriter()
+        self.writer = _PostgresCopyWriter() if connection.vendor == "postgresql" else _BulkCreateWriter()
         self.json_as_text = self.writer.json_as_text
+        # Into a project without external ids, no row can duplicate an earlier task: the file's own duplicates are
+        # caught by `seen`, and a concurrent import of the same ids by the unique constraint.
+        self.check_existing = Task.objects.filter(project=project, external_id__isnull=False).exists()
 
     def _error(self, number, messages):
         self.errors[str(number)] = messages if isinstance(messages, list) else [messages]
@@ -394,7 +458,7 @@ class _Importer:
         rows, self.pending = self.pending, []
         if not rows or self.errors:
             return
-        ids = [row[2] for row in rows if row[2] is not None]
+        ids = [row[2] for row in rows if row[2] is not None] if self.check_existing else None
         existing = self.writer.existing(self.project.pk, ids) if ids else set()
         fresh = [row for row in rows if row[2] is None or row[2] not in existing] if existing else rows
         self.skipped += len(rows) - len(fresh)

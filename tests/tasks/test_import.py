@@ -373,6 +373,22 @@ def test_the_same_external_id_in_another_project_is_fine(team):
     assert Task.objects.filter(external_id="shared-1").count() == 2
 
 
+def test_a_concurrent_import_of_the_same_external_ids_is_refused_cleanly(team):
+    # given another import that writes "race-1" after this one checked the project for duplicates
+    class RacingRows(list):
+        def __iter__(self):
+            factories.tasks(team.batch, 1, external_id="race-1")
+            return super().__iter__()
+
+    before = counts()
+
+    with pytest.raises(ValidationError) as refused:
+        import_(team, RacingRows([{"data": {"text": "mine"}, "external_id": "race-1"}]))
+
+    assert "another import added the same tasks" in refused.value.message
+    assert counts() == before
+
+
 def test_a_file_of_only_duplicates_leaves_no_empty_batch(team):
     factories.tasks(team.batch, 1, external_id="only-1")
     before = Batch.objects.count()
