@@ -6,7 +6,7 @@ import contextvars
 
 from django.apps import apps
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import connections, router
 from simple_history.models import HistoricalRecords
 
 _acting_user = contextvars.ContextVar("labelportal_acting_user", default=None)
@@ -77,8 +77,6 @@ $$ LANGUAGE plpgsql;
 
 def append_only_triggers_install(sender=None, using="default", **kwargs):
     """On PostgreSQL, make every append-only table refuse UPDATE and DELETE (runs after each migrate)."""
-    from django.db import connections
-
     conn = connections[using]
     if conn.vendor != "postgresql":
         return
@@ -101,28 +99,34 @@ def history_record_queryset(queryset, *, user=None, reason="", history_type="~")
     """Write one history row per object of `queryset`, in the database (INSERT … SELECT), for bulk updates.
 
     `queryset.update()` writes no history in simple-history; this keeps the trail of a bulk change without
-    loading the rows into Python.
+    loading the rows into Python. `user` defaults to the acting user. Returns the number of rows written.
     """
-    model = queryset.model
-    historical = model.history.model
-    tracked = [f for f in historical._meta.concrete_fields if f.attname in {g.attname for g in model._meta.concrete_fields}]
-    columns = [f.column for f in tracked]
-    try:
-        select_sql, params = queryset.order_by().values_list(*[f.attname for f in tracked]).query.sql_with_params()
-    except EmptyResultSet:
-        return 0
-    qn = connection.ops.quote_name
-    extra_columns = ["history_date", "history_type", "history_user_id", "history_change_reason"]
     from django.utils import timezone
 
+    model = queryset.model
+    historical = model.history.model
+    model_attnames = {f.attname for f in model._meta.concrete_fields}
+    tracked = [f for f in historical._meta.concrete_fields if f.attname in model_attnames]
+    columns = [f.column for f in tracked]
+    # One statement reads and writes: it goes to the database the queryset names, else the one for writes.
+    alias = queryset._db or router.db_for_write(model)
+    conn = connections[alias]
+    try:
+        select_sql, params = (queryset.order_by().values_list(*[f.attname for f in tracked])
+                              .query.get_compiler(using=alias).as_sql())
+    except EmptyResultSet:
+        return 0
+    qn = conn.ops.quote_name
+    extra_columns = ["history_date", "history_type", "history_user_id", "history_change_reason"]
     sql = (
         f"INSERT INTO {qn(historical._meta.db_table)} "
         f"({', '.join(qn(c) for c in columns + extra_columns)}) "
         f"SELECT sub.*, %s, %s, %s, %s FROM ({select_sql}) AS sub"
     )
     user_id = getattr(user or current_actor(), "pk", None)
-    with connection.cursor() as cursor:
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
+    reason_length = historical._meta.get_field("history_change_reason").max_length
+    with conn.cursor() as cursor:
+        now = conn.ops.adapt_datetimefield_value(timezone.now())
         # The outer SELECT's placeholders come before the subquery's in the SQL text.
-        cursor.execute(sql, [now, history_type, user_id, reason or None, *params])
+        cursor.execute(sql, [now, history_type, user_id, (reason or "")[:reason_length] or None, *params])
         return cursor.rowcount
