@@ -536,7 +536,7 @@ def test_submit_from_an_illegal_state_is_refused(state):
     team, assignment = given_assignment(state)
     error = assert_refused(lambda: submit(assignment), obj=assignment, current=STATE_STATUS[state])
     if state in ("rejected", "rework", "resubmitted"):
-        assert "resubmit" in error.message or state == "resubmitted"
+        assert error.message == "This is rework: resubmit it."
 
 
 @pytest.mark.parametrize("close", ["accept", "cancel"])
@@ -931,11 +931,14 @@ def test_cancel_takes_the_task_out_and_releases_live_assignments(task_state):
 
 @pytest.mark.parametrize("task_state", ["accepted", "cancelled"])
 def test_cancel_from_a_final_state_is_refused(task_state):
-    team, assignment, annotation = given_submission(review_mode="none")
-    if task_state == "cancelled":
-        team.task.refresh_from_db()
-        Task.objects.filter(pk=team.task.pk).update(status="in_progress")  # undo the automatic accept
+    # given a task accepted right after its submission (no review), or one a manager cancelled
+    if task_state == "accepted":
+        team, assignment, annotation = given_submission(review_mode="none")
+    else:
+        team = factories.team()
         services.task_cancel(task=team.task, actor=team.manager)
+
+    # when the manager cancels it (again), then it is refused naming its state
     assert_refused(lambda: services.task_cancel(task=team.task, actor=team.manager), obj=team.task,
                    current=task_state)
 
