@@ -167,7 +167,8 @@ def assignment_assign(*, task, annotator, actor=None):
         if task.batch.status != Batch.Status.ACTIVE:
             _refuse(_("The batch “%(batch)s” is %(status)s, not active.")
                     % {"batch": task.batch.name, "status": task.batch.status}, task.batch.status)
-        if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD):
+        # Free slots decide, not the summary status: a task in rework or on hold may still need annotators.
+        if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD, TS.REWORK):
             _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
                     task.status)
         if task.assignments.filter(annotator=annotator).exists():
