@@ -4,11 +4,16 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 from apps.core import views as core_views
+from apps.tasks import views as task_views
 
 urlpatterns = [
-    path("", core_views.home, name="home"),
+    path("", task_views.home, name="home"),
+    path("", include("apps.tasks.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("labelportal.api_urls", "api"))),
     path("accounts/", include("django.contrib.auth.urls")),

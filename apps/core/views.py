@@ -25,8 +25,3 @@ def profile(request):
     memberships = request.user.memberships.select_related("project").order_by("project__name", "role")
     return render(request, "core/profile.html", {"token": token, "memberships": memberships})
 
-
-@login_required
-def home(request):
-    """Staff land in the admin, everyone else on their profile (the annotator portal replaces this)."""
-    return redirect("admin:index" if request.user.is_staff else "profile")

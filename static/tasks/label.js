@@ -1,0 +1,223 @@
+/* The labeling page: load the next task (one request), label it, submit it (one request) — and never lose work.
+ *
+ * The draft (result, notes, active time, idempotency key) is kept in localStorage as it changes and restored after
+ * a reload or a crash; a submit is retried with the same Idempotency-Key until the server answers. Lead time is
+ * active time: from the task shown to submit, minus holds, hidden-tab time and idle stretches.
+ */
+(function (global) {
+  "use strict";
+  const LP = global.LP;
+  const el = LP.el;
+  const t = (s) => (global.gettext ? global.gettext(s) : s);
+  const fmt = (s, obj) => (global.interpolate ? global.interpolate(s, obj, true) : s);
+  const config = JSON.parse(document.getElementById("label-config").textContent);
+  const $ = (id) => document.getElementById(id);
+
+  const state = {assignment: null, task: null, widget: null, committed: null, undo: [], draft: null, submitting: false};
+
+  function uuid() {
+    if (global.crypto && global.crypto.randomUUID) return global.crypto.randomUUID();
+    const b = global.crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  /* --- API ---------------------------------------------------------------------------------------------------- */
+  async function api(method, path, body, headers) {
+    const response = await fetch(config.apiBase + path, {
+      method, credentials: "same-origin",
+      headers: Object.assign({"Content-Type": "application/json", "X-CSRFToken": config.csrfToken, "Accept": "application/json"}, headers || {}),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
+    return {status: response.status, data};
+  }
+
+  /* --- active time ---------------------------------------------------------------------------------------------- */
+  const clock = {
+    activeMs: 0, lastInput: Date.now(), running: false,
+    start(ms) { this.activeMs = ms || 0; this.lastInput = Date.now(); this.running = true; },
+    stop() { this.settle(); this.running = false; },
+    settle() {
+      // Count the time since the last input only if it was not an idle stretch and the tab was visible.
+      const now = Date.now(); const gap = now - this.lastInput;
+      if (this.running && document.visibilityState === "visible" && gap <= config.idleSeconds * 1000) this.activeMs += gap;
+      this.lastInput = now;
+    },
+    seconds() { this.settle(); return Math.round(this.activeMs / 100) / 10; },
+  };
+  for (const type of ["keydown", "mousedown", "mousemove", "wheel", "touchstart"]) {
+    global.addEventListener(type, () => clock.settle(), {passive: true, capture: true});
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") { clock.settle(); saveDraft(); }
+    else clock.lastInput = Date.now();                       // hidden time is not counted
+  });
+  setInterval(() => { if (state.assignment) { clock.settle(); saveDraft(); } }, 5000);
+
+  /* --- drafts --------------------------------------------------------------------------------------------------- */
+  const draftKey = (assignmentId) => "labelportal:draft:" + config.userId + ":" + assignmentId;
+  function loadDraft(assignmentId) {
+    try { return JSON.parse(global.localStorage.getItem(draftKey(assignmentId)) || "null"); } catch (e) { return null; }
+  }
+  function saveDraft() {
+    if (!state.assignment || !state.widget) return;
+    const draft = Object.assign(state.draft || {}, {
+      result: state.widget.getResult(), notes: $("notes").value, activeMs: clock.activeMs, savedAt: new Date().toISOString(),
+    });
+    state.draft = draft;
+    try { global.localStorage.setItem(draftKey(state.assignment.id), JSON.stringify(draft)); } catch (e) { /* storage full */ }
+  }
+  function clearDraft() { if (state.assignment) global.localStorage.removeItem(draftKey(state.assignment.id)); }
+
+  /* --- page ------------------------------------------------------------------------------------------------------ */
+  function status(message, kind) {
+    const box = $("status"); box.textContent = message || ""; box.className = "lp-status " + (kind || "");
+  }
+  function showErrors(messages) {
+    const box = $("errors");
+    box.replaceChildren(...(messages || []).map((m) => el("li", {text: m})));
+    box.hidden = !messages || !messages.length;
+  }
+
+  function onChange() {
+    state.undo.push(state.committed);
+    if (state.undo.length > 100) state.undo.shift();
+    state.committed = state.widget.getResult();
+    saveDraft();
+  }
+  function undo() {
+    if (!state.undo.length) { status(t("Nothing to undo.")); return; }
+    state.committed = state.undo.pop();
+    state.widget.setResult(state.committed);
+    saveDraft();
+    status(t("Undone."));
+  }
+
+  function showRework(rework) {
+    const box = $("rework");
+    if (!rework) { box.hidden = true; return; }
+    box.hidden = false;
+    $("rework-comment").textContent = rework.comment || t("(no comment)");
+    $("rework-errors").replaceChildren(...(rework.error_types || []).map((e) => el("li", {text: e.name || e.code || e})));
+    $("rework-reviewer").textContent = rework.reviewer || "";
+  }
+
+  async function loadNext() {
+    showErrors([]); status(t("Loading the next task…"));
+    let answer;
+    try { answer = await api("POST", "projects/" + config.projectId + "/next/", {start: true}); }
+    catch (e) { status(t("Connection lost. Retrying in a few seconds…"), "warn"); setTimeout(loadNext, 3000); return; }
+    if (answer.status === 204) { showDone(); return; }
+    if (answer.status !== 200) { status((answer.data && answer.data.detail) || t("Could not load a task."), "error"); return; }
+    show(answer.data);
+  }
+
+  function showDone() {
+    state.assignment = null;
+    $("workspace").hidden = true;
+    $("done").hidden = false;
+    status("");
+  }
+
+  function show(payload) {
+    state.assignment = payload.assignment; state.task = payload.task;
+    $("workspace").hidden = false; $("done").hidden = true;
+    const saved = loadDraft(state.assignment.id);
+    const initial = saved ? saved.result : (payload.rework ? payload.rework.previous_result : null);
+    state.draft = saved || {key: uuid()};
+    $("notes").value = saved ? (saved.notes || "") : ((payload.rework && payload.rework.notes) || "");
+    showRework(payload.rework);
+    state.widget = LP.createWidget($("widget"), {
+      taskType: config.taskType, schema: config.schema, data: state.task.data, result: initial, readOnly: false, onChange,
+    });
+    state.committed = state.widget.getResult(); state.undo = [];
+    clock.start(saved ? saved.activeMs : 0);
+    $("task-ref").textContent = fmt(t("Task %(id)s"), {id: state.task.id});
+    status(saved ? t("Your draft was restored.") : "", saved ? "ok" : "");
+    saveDraft();
+    state.widget.focus();
+  }
+
+  async function submit() {
+    if (!state.assignment || state.submitting) return;
+    state.submitting = true; showErrors([]);
+    saveDraft();
+    const body = {result: state.widget.getResult(), notes: $("notes").value, lead_time_seconds: clock.seconds()};
+    let delay = 1000;
+    for (;;) {
+      status(t("Submitting…"));
+      let answer = null;
+      try { answer = await api("POST", "assignments/" + state.assignment.id + "/submit/", body, {"Idempotency-Key": state.draft.key}); }
+      catch (e) { answer = null; }
+      if (answer && (answer.status === 201 || answer.status === 200)) {
+        clearDraft(); state.submitting = false; clock.stop();
+        status(t("Submitted."), "ok"); loadNext(); return;
+      }
+      if (answer && answer.status === 400) {
+        const errors = Object.values((answer.data && answer.data.errors) || {}).flat();
+        showErrors(errors.length ? errors : [answer.data.detail]);
+        status(t("The server refused this result; fix it and submit again."), "error");
+        state.submitting = false; return;
+      }
+      if (answer && (answer.status === 409 || answer.status === 404 || answer.status === 403)) {
+        status((answer.data && answer.data.detail) || t("This task is no longer yours."), "error");
+        clearDraft(); state.submitting = false; setTimeout(loadNext, 1500); return;
+      }
+      // No answer (offline) or a server error: try again with the same key; the draft is safe meanwhile.
+      status(fmt(t("Connection problem; retrying in %(s)s s. Your work is saved in this browser."), {s: Math.round(delay / 1000)}), "warn");
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 30000);
+    }
+  }
+
+  async function skip() {
+    if (!state.assignment) return;
+    const reason = global.prompt(t("Why do you skip this task?"), "");
+    if (reason === null) return;
+    const answer = await api("POST", "assignments/" + state.assignment.id + "/skip/", {reason});
+    if (answer.status === 200) { clearDraft(); clock.stop(); loadNext(); }
+    else status((answer.data && answer.data.detail) || t("Could not skip."), "error");
+  }
+
+  function openDialog(id) { const d = $(id); if (d.showModal) d.showModal(); else d.setAttribute("open", ""); }
+
+  async function ask(event) {
+    event.preventDefault();
+    const question = $("question").value.trim();
+    if (!question) return;
+    saveDraft(); clock.stop();
+    const answer = await api("POST", "tasks/" + state.task.id + "/clarifications/", {question, confidential: $("confidential").checked});
+    $("ask-dialog").close();
+    if (answer.status === 201) {
+      $("question").value = "";
+      status(t("Question sent. The task is on hold until a manager answers; you will see the answer on your home page."), "ok");
+      state.assignment = null; loadNext();
+    } else status((answer.data && answer.data.detail) || t("Could not send the question."), "error");
+  }
+
+  function onKey(event) {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") { event.preventDefault(); submit(); return; }
+    if (document.querySelector("dialog[open]")) return;
+    if (typing) return;
+    if ((event.ctrlKey || event.metaKey) && (event.key === "z" || event.key === "Z")) { event.preventDefault(); undo(); return; }
+    if (event.key === "?") { event.preventDefault(); openDialog("help-dialog"); return; }
+    if (event.altKey && (event.key === "s" || event.key === "S")) { event.preventDefault(); skip(); return; }
+    if (event.altKey && (event.key === "h" || event.key === "H")) { event.preventDefault(); openDialog("ask-dialog"); return; }
+    if (event.altKey && (event.key === "n" || event.key === "N")) { event.preventDefault(); $("notes").focus(); return; }
+    if (event.altKey && (event.key === "g" || event.key === "G")) { event.preventDefault(); $("guideline").toggleAttribute("open"); return; }
+    if (state.widget && state.widget.handleKey(event)) event.preventDefault();
+  }
+
+  document.addEventListener("keydown", onKey);
+  $("submit").addEventListener("click", submit);
+  $("skip").addEventListener("click", skip);
+  $("undo").addEventListener("click", undo);
+  $("ask").addEventListener("click", () => openDialog("ask-dialog"));
+  $("ask-form").addEventListener("submit", ask);
+  $("help").addEventListener("click", () => openDialog("help-dialog"));
+  $("notes").addEventListener("input", saveDraft);
+  global.addEventListener("beforeunload", saveDraft);
+  loadNext();
+})(window);
