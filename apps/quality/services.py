@@ -4,9 +4,9 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import http.client
 import socket
-import urllib.error
-import urllib.request
+import ssl
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -150,7 +150,10 @@ def webhook_signature(secret, body):
 
 
 def webhooks_notify(*, project_id, event, payload):
-    """Record a delivery for every active webhook of the project subscribed to `event`; send after commit."""
+    """Record a delivery for every active webhook of the project subscribed to `event`; send after commit.
+
+    Called inside the transition's transaction: a refused or rolled-back transition records and sends nothing.
+    """
     webhooks = Webhook.objects.filter(project_id=project_id, is_active=True)
     deliveries = [
         WebhookDelivery.objects.create(webhook=webhook, event=event, payload={"event": event, "data": payload})
@@ -160,26 +163,100 @@ def webhooks_notify(*, project_id, event, payload):
         from .tasks import webhook_deliver
 
         for delivery in deliveries:
-            transaction.on_commit(lambda pk=delivery.pk: webhook_deliver.delay(pk))
+            # robust: the transition has committed; a broker hiccup must not turn it into an error for the user
+            transaction.on_commit(lambda pk=delivery.pk: webhook_deliver.delay(pk), robust=True)
     return deliveries
+
+
+class WebhookRefused(Exception):
+    """The target may not be contacted: not http(s), no host, a bad port, or an address inside the network."""
+
+
+def _address_public(address):
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # is_global leaves out loopback, private, link-local (cloud metadata), shared (100.64/10), reserved …
+    return ip.is_global and not ip.is_multicast
+
+
+def _webhook_target(url):
+    """(scheme, host, port, path, addresses) of a webhook URL, resolved once: the delivery connects to exactly
+    these addresses, so a name that resolves to something else a moment later (DNS rebinding) gains nothing.
+
+    Raises WebhookRefused, or OSError when the name does not resolve now (that may pass: the delivery is retried).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookRefused("only http(s) URLs with a host")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise WebhookRefused(str(error)) from error
+    port = port if port is not None else (443 if parts.scheme == "https" else 80)
+    if not 0 < port < 65536:
+        raise WebhookRefused(f"port {port}")
+    addresses = list(dict.fromkeys(
+        info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)))
+    if not getattr(settings, "WEBHOOKS_ALLOW_PRIVATE", False):
+        inside = [address for address in addresses if not _address_public(address)]
+        if inside or not addresses:
+            raise WebhookRefused(f"{parts.hostname} is a loopback, private or reserved address ({inside[0]})"
+                                 if inside else f"{parts.hostname} has no address")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port, path, addresses
 
 
 def webhook_address_allowed(url):
     """Only http(s); private, loopback and link-local targets only when WEBHOOKS_ALLOW_PRIVATE is set."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    if getattr(settings, "WEBHOOKS_ALLOW_PRIVATE", False):
-        return True
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
-    except OSError:
+        _webhook_target(url)
+    except (WebhookRefused, OSError):
         return False
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            return False
     return True
+
+
+class _PinnedConnection:
+    """Connects to the addresses that were checked, not to whatever the host name resolves to by then."""
+
+    def __init__(self, host, port, *, addresses, timeout, **kwargs):
+        super().__init__(host, port, timeout=timeout, **kwargs)
+        self.addresses = addresses
+
+    def _socket(self):
+        error = None
+        for address in self.addresses:
+            try:
+                return socket.create_connection((address, self.port), self.timeout)
+            except OSError as failed:
+                error = failed
+        raise error or OSError("no address to connect to")
+
+
+class _PinnedHTTPConnection(_PinnedConnection, http.client.HTTPConnection):
+    def connect(self):
+        self.sock = self._socket()
+
+
+class _PinnedHTTPSConnection(_PinnedConnection, http.client.HTTPSConnection):
+    def __init__(self, host, port, **kwargs):
+        super().__init__(host, port, context=ssl.create_default_context(), **kwargs)
+
+    def connect(self):
+        # The certificate is checked against the host name, as a browser would.
+        self.sock = self._context.wrap_socket(self._socket(), server_hostname=self.host)
+
+
+def _webhook_post(target, body, headers, timeout):
+    """POST the body; the response status. Redirects are not followed (they could lead inside the network)."""
+    scheme, host, port, path, addresses = target
+    connection_class = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    connection = connection_class(host, port, addresses=addresses, timeout=timeout)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 class WebhookRetry(Exception):
@@ -187,7 +264,10 @@ class WebhookRetry(Exception):
 
 
 def webhook_deliver_once(*, delivery_id, timeout=10):
-    """Send one delivery; raise WebhookRetry when it should be tried again. Delivered ones are not sent twice."""
+    """Send one delivery; raise WebhookRetry when it should be tried again. Delivered ones are not sent twice.
+
+    At least once: a receiver deduplicates on X-LabelPortal-Delivery (the same for every attempt).
+    """
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().select_related("webhook").get(pk=delivery_id)
         if delivery.status in (WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.REFUSED):
@@ -195,31 +275,35 @@ def webhook_deliver_once(*, delivery_id, timeout=10):
         delivery.attempts += 1
         delivery.save(update_fields=["attempts"])
     webhook = delivery.webhook
-    if not webhook_address_allowed(webhook.url):
-        delivery.status = WebhookDelivery.Status.REFUSED
-        delivery.last_error = "The target address is not allowed (private, loopback or not http(s))."
-        delivery.save(update_fields=["status", "last_error"])
-        return delivery
-    body = json.dumps(delivery.payload, cls=DjangoJSONEncoder, sort_keys=True).encode()
-    request = urllib.request.Request(webhook.url, data=body, method="POST", headers={
-        "Content-Type": "application/json",
-        "User-Agent": "LabelPortal-Webhook/1",
-        "X-LabelPortal-Event": delivery.event,
-        "X-LabelPortal-Delivery": str(delivery.pk),
-        "X-LabelPortal-Signature": f"sha256={webhook_signature(webhook.secret, body)}",
-    })
+    delivery.response_status, delivery.last_error = None, ""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-            delivery.response_status = response.status
-    except urllib.error.HTTPError as error:
-        delivery.response_status = error.code
-        delivery.last_error = f"HTTP {error.code}"
-    except (urllib.error.URLError, OSError) as error:
-        delivery.last_error = str(error)[:500]
+        target = _webhook_target(webhook.url)
+    except WebhookRefused as refused:
+        delivery.status = WebhookDelivery.Status.REFUSED
+        delivery.last_error = f"The target is not allowed: {refused}."
+        delivery.save(update_fields=["status", "last_error", "response_status"])
+        return delivery
+    except OSError as error:  # the name does not resolve (now)
+        target, delivery.last_error = None, str(error)[:500]
+    if target is not None:
+        body = json.dumps(delivery.payload, cls=DjangoJSONEncoder, sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "LabelPortal-Webhook/1",
+            "X-LabelPortal-Event": delivery.event,
+            "X-LabelPortal-Delivery": str(delivery.pk),
+            "X-LabelPortal-Signature": f"sha256={webhook_signature(webhook.secret, body)}",
+        }
+        try:
+            delivery.response_status = _webhook_post(target, body, headers, timeout)
+        except (OSError, http.client.HTTPException) as error:
+            delivery.last_error = (str(error) or type(error).__name__)[:500]
+        else:
+            if not 200 <= delivery.response_status < 300:
+                delivery.last_error = f"HTTP {delivery.response_status}"
     if delivery.response_status and 200 <= delivery.response_status < 300:
         delivery.status = WebhookDelivery.Status.DELIVERED
         delivery.delivered_at = timezone.now()
-        delivery.last_error = ""
         delivery.save(update_fields=["status", "delivered_at", "last_error", "response_status"])
         return delivery
     delivery.status = WebhookDelivery.Status.PENDING
