@@ -108,7 +108,8 @@ def progress_snapshot_write(*, project_id, now=None):
     with transaction.atomic():
         snapshot = (MetricSnapshot.objects.select_for_update()
                     .filter(project=project, scope=MetricSnapshot.Scope.PROJECT, kind="progress",
-                            computed_at__gte=minute).order_by("-computed_at").first())
+                            computed_at__gte=minute, computed_at__lt=minute + timedelta(minutes=1))
+                    .order_by("-computed_at").first())
         if snapshot is None:
             snapshot = MetricSnapshot.objects.create(project=project, scope=MetricSnapshot.Scope.PROJECT,
                                                      kind="progress", values=values, computed_at=now)
