@@ -57,6 +57,10 @@ def exception_handler(exc, context):
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         first = next(iter(errors.values()), ["Invalid input."])
         return Response({"detail": f"Invalid input: {first[0]}", "errors": errors}, status=400)
+    if isinstance(exc, RecursionError):
+        # json.loads (DRF's JSONParser) and any walk over the parsed value recurse once per level: a body of a few
+        # kilobytes like [[[[… exhausts the stack. That is bad input, not a server error.
+        return Response({"detail": "The JSON body is nested too deeply.", "errors": {}}, status=400)
     if isinstance(exc, ObjectDoesNotExist):
         exc = Http404()
     response = drf_exception_handler(exc, context)
