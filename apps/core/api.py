@@ -97,6 +97,9 @@ def idempotent(view_method):
             return view_method(self, request, *args, **kwargs)
         if len(key) > 128:
             return Response({"detail": "Idempotency-Key is longer than 128 characters.", "errors": {}}, status=400)
+        if any(ord(char) < 32 or ord(char) == 127 for char in key):
+            # Not a valid header value, and PostgreSQL would refuse to store a NUL: a 500 otherwise.
+            return Response({"detail": "Idempotency-Key contains control characters.", "errors": {}}, status=400)
         fingerprint = _fingerprint(request._request)
         try:
             with transaction.atomic():
