@@ -9,7 +9,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -36,6 +36,34 @@ class IdFilter(django_filters.NumberFilter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", 2**63 - 1)
         super().__init__(*args, **kwargs)
+
+
+JSON_MAX_DEPTH = 64
+
+
+def json_value_validate(value):
+    """Refuse a JSON value that would fail later instead of now: text holding U+0000 (PostgreSQL stores none in
+    text or jsonb: a database error, i.e. a 500) or nesting deeper than JSON_MAX_DEPTH (every reader recurses)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            raise serializers.ValidationError(f"Nested deeper than {JSON_MAX_DEPTH} levels.")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise serializers.ValidationError("Text cannot contain the NUL character (U+0000).")
+        elif isinstance(item, dict):
+            stack.extend((part, depth + 1) for pair in item.items() for part in pair)
+        elif isinstance(item, list):
+            stack.extend((part, depth + 1) for part in item)
+
+
+class JSONValueField(serializers.JSONField):
+    """A JSON input that the database and every later reader can take (see json_value_validate)."""
+
+    def __init__(self, **kwargs):
+        kwargs["validators"] = [*kwargs.get("validators", []), json_value_validate]
+        super().__init__(**kwargs)
 
 
 def _field_errors(detail):

@@ -3,6 +3,8 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from apps.core.api import JSONValueField
+
 from apps.projects.label_schema import TaskType
 from apps.projects.models import Batch, Guideline, Membership, Project, QualityGate
 
@@ -37,7 +39,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     slug = serializers.SlugField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     task_type = serializers.ChoiceField(choices=TaskType.choices)
-    label_schema = serializers.JSONField()
+    label_schema = JSONValueField()
     overlap = serializers.IntegerField(min_value=1, max_value=20, required=False)
     gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     review_mode = serializers.ChoiceField(choices=Project.ReviewMode.choices, required=False)
@@ -56,7 +58,7 @@ class ProjectCreateSerializer(serializers.Serializer):
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
-    label_schema = serializers.JSONField(required=False)
+    label_schema = JSONValueField(required=False)
     overlap = serializers.IntegerField(min_value=1, max_value=20, required=False)
     gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     review_mode = serializers.ChoiceField(choices=Project.ReviewMode.choices, required=False)

@@ -3,6 +3,8 @@
 
 from rest_framework import serializers
 
+from apps.core.api import JSONValueField
+
 from apps.quality.models import Review
 from apps.tasks.models import Annotation, Assignment, Clarification, Task, TaskEvent
 
@@ -85,7 +87,7 @@ class SkipSerializer(serializers.Serializer):
 
 
 class SubmitSerializer(serializers.Serializer):
-    result = serializers.JSONField()
+    result = JSONValueField()
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
     lead_time_seconds = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0,
                                                max_value=7 * 24 * 3600)
@@ -117,7 +119,7 @@ class ReviewDecisionSerializer(serializers.Serializer):
     error_types = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list,
                                         max_length=50)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
-    corrected_result = serializers.JSONField(required=False, allow_null=True, default=None)
+    corrected_result = JSONValueField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs):
         if attrs["decision"] == Review.Decision.FIX and attrs.get("corrected_result") is None:
