@@ -8,7 +8,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import IdFilter, project_for
+from apps.core.api import IdFilter, Pagination, project_for
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
 from apps.quality import selectors, services
 from apps.quality.models import Alert
@@ -58,8 +58,13 @@ class ProjectAnnotatorsView(APIView):
     def get(self, request, project_id):
         project = project_for(request, project_id, MANAGE)
         snapshot = selectors.snapshot_latest(project=project, kind="annotators")
-        return Response({"results": snapshot.values.get("annotators", []) if snapshot else [],
-                         "computed_at": snapshot.computed_at if snapshot else None})
+        rows = snapshot.values.get("annotators", []) if snapshot else []
+        # A list like every other: paginated (a 50-person team fits one default page), plus when it was computed.
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        response = paginator.get_paginated_response(page)
+        response.data["computed_at"] = snapshot.computed_at if snapshot else None
+        return response
 
 
 class MyMetricsView(APIView):
