@@ -79,7 +79,8 @@ class MemberDetailView(APIView):
     @extend_schema(responses={204: None})
     def delete(self, request, project_id, user_id):
         project = project_for(request, project_id, MANAGE)
-        user = get_object_or_404(get_user_model(), pk=user_id, memberships__project=project)
+        # distinct(): a user with several roles here joins to several memberships (MultipleObjectsReturned).
+        user = get_object_or_404(get_user_model().objects.filter(memberships__project=project).distinct(), pk=user_id)
         role = request.query_params.get("role") or None
         if role is not None and role not in Membership.Role.values:
             return Response({"detail": f"Unknown role {role!r}.", "errors": {"role": ["Unknown role."]}}, status=400)
