@@ -80,6 +80,9 @@ def exception_handler(exc, context):
         body = {"detail": exc.message, "errors": exc.errors}
         if isinstance(exc, TransitionError) and exc.current is not None:
             body["current"] = exc.current
+            if str(exc.current) not in exc.message:
+                # API.md: a 409's detail names the current state; not every service message does (gate refusals).
+                body["detail"] = f"{exc.message} (current state: {exc.current})"
         return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoValidationError):
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
