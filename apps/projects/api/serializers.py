@@ -54,6 +54,16 @@ class ProjectCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError("A project with this slug already exists.")
         return value
 
+    def validate_label_schema(self, value):
+        return _label_schema_shape(value)
+
+
+def _label_schema_shape(value):
+    # The service checks the labels; a schema that is not even an object would come back without a field name.
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("The label schema must be a JSON object with a 'labels' list.")
+    return value
+
 
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
@@ -65,6 +75,9 @@ class ProjectUpdateSerializer(serializers.Serializer):
     review_sample_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
     sampling = serializers.ChoiceField(choices=Project.Sampling.choices, required=False)
     lease_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False)
+
+    def validate_label_schema(self, value):
+        return _label_schema_shape(value)
 
 
 class MembershipSerializer(serializers.ModelSerializer):
