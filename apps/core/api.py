@@ -107,13 +107,26 @@ def exception_handler(exc, context):
 
 
 def _fingerprint(request):
-    body = request.body if request.content_type and not request.content_type.startswith("multipart/") else b""
-    if request.FILES:
-        body = b"".join(f"{name}:{f.name}:{f.size}".encode() for name, f in sorted(request.FILES.items()))
+    """SHA-256 of method, path and body; for a form upload, of its fields and the content of its files (streamed,
+    then rewound for the view), since the raw multipart body differs on every send (its boundary)."""
     digest = hashlib.sha256()
-    for part in (request.method.encode(), request.path.encode(), body):
+    for part in (request.method.encode(), request.path.encode()):
         digest.update(part)
         digest.update(b"\0")
+    content_type = request.content_type or ""
+    if content_type.startswith("multipart/") or content_type == "application/x-www-form-urlencoded":
+        for name, values in sorted(request.POST.lists()):
+            digest.update(repr((name, values)).encode())
+            digest.update(b"\0")
+        for name, files in sorted(request.FILES.lists()):
+            for upload in files:
+                digest.update(repr((name, upload.name, upload.size)).encode())
+                for chunk in upload.chunks():
+                    digest.update(chunk)
+                upload.seek(0)
+                digest.update(b"\0")
+    else:
+        digest.update(request.body)
     return digest.hexdigest()
 
 
