@@ -9,6 +9,11 @@ from apps.quality.models import Review
 from apps.tasks.models import Annotation, Assignment, Clarification, Task, TaskEvent
 
 MANAGER_ONLY_TASK_FIELDS = ("is_gold", "gold_answer")
+# What an annotator may not read (blind overlap, gold indistinguishable from other tasks): a task's overall status
+# tells whether the other annotators are done, and a gold task's never reaches in_review; `needs_review` is False
+# on every gold submission (and says whether a sampled review will look at the work).
+STAFF_ONLY_TASK_FIELDS = ("status", "accepted_at", "final_result")
+STAFF_ONLY_ANNOTATION_FIELDS = ("needs_review",)
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -25,7 +30,8 @@ class TaskSerializer(serializers.ModelSerializer):
             for field in MANAGER_ONLY_TASK_FIELDS:
                 data.pop(field, None)
         if not self.context.get("show_all"):
-            data.pop("final_result", None)  # a consensus is other annotators' work
+            for field in STAFF_ONLY_TASK_FIELDS:  # final_result: a consensus is other annotators' work
+                data.pop(field, None)
         return data
 
 
@@ -68,6 +74,13 @@ class AnnotationSerializer(serializers.ModelSerializer):
         fields = ["id", "task", "assignment", "annotator", "author", "version", "source", "result", "notes",
                   "lead_time_seconds", "guideline_version", "status", "is_current", "needs_review", "submitted_at",
                   "reviews"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("show_all"):
+            for field in STAFF_ONLY_ANNOTATION_FIELDS:
+                data.pop(field, None)
+        return data
 
 
 class EventSerializer(serializers.ModelSerializer):

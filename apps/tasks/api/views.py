@@ -102,8 +102,15 @@ class TaskAnnotationListView(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Annotation.objects.none()
         task = selectors.task_get(user=self.request.user, task_id=self.kwargs["task_id"])
+        self.task = task
         return selectors.annotation_list(user=self.request.user, task=task).prefetch_related(
             "reviews__reviewer", "reviews__error_types")
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        task = getattr(self, "task", None)
+        context["show_all"] = task is not None and selectors.can_see_all_of_project(self.request.user, task.project)
+        return context
 
 
 class NextTaskView(APIView):
@@ -183,7 +190,9 @@ class AssignmentSubmitView(APIView):
         submit = services.assignment_resubmit if assignment.rework_count else services.assignment_submit
         key = request.headers.get("Idempotency-Key") or None
         annotation = submit(assignment=assignment, actor=request.user, idempotency_key=key, **data.validated_data)
-        return Response(s.AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED)
+        context = {"request": request,
+                   "show_all": selectors.can_see_all_of_project(request.user, assignment.task.project)}
+        return Response(s.AnnotationSerializer(annotation, context=context).data, status=status.HTTP_201_CREATED)
 
 
 class ClarificationCreateView(APIView):
@@ -224,7 +233,7 @@ class ReviewNextView(APIView):
         if annotation is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         context = {"request": request, "show_gold": False, "show_all": True}
-        return Response({"annotation": s.AnnotationSerializer(annotation).data,
+        return Response({"annotation": s.AnnotationSerializer(annotation, context=context).data,
                          "task": s.TaskSerializer(annotation.task, context=context).data})
 
 
