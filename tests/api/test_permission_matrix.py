@@ -16,6 +16,7 @@ import pytest
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from apps.tasks.models import Task
 from tests.api.conftest import CONFIDENTIAL_MARKER, GOLD_MARKER, PEER_MARKER, ROLES, ApiWorld, body_of, client_for
 
 pytestmark = pytest.mark.django_db
@@ -230,3 +231,102 @@ def json_keys(value):
         for item in value:
             keys |= json_keys(item)
     return keys
+
+
+# --- gold stays hidden and peers' work stays blind, along a whole working session ------------------------------
+
+VARYING = {"id", "task", "assignment", "annotation", "data", "at", "created_at", "submitted_at", "assigned_at",
+           "started_at", "lease_expires_at"}
+
+
+def shape(value):
+    """A response with what legitimately differs between two tasks (ids, times, data) blanked out."""
+    if isinstance(value, dict):
+        return {key: "…" if key in VARYING else shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return value
+
+
+def test_a_gold_task_looks_exactly_like_any_other_task_to_its_annotator(db):
+    from apps.projects.models import Membership
+    from tests import factories
+
+    admin = factories.UserFactory(username="admin", is_staff=True, is_superuser=True)
+    project = factories.project(actor=admin, slug="gold-blind", review_mode="all", gold_rate=0.5)
+    annotator = factories.member(project, Membership.Role.ANNOTATOR, "ann")
+    batch = factories.batch(project)
+    factories.tasks(batch, 1, data={"text": "plain"})
+    factories.tasks(batch, 1, data={"text": "gold"}, is_gold=True, gold_answer={"label": "cat"})
+    client = client_for(annotator)
+    seen = {}
+    for _ in range(2):
+        nxt = client.post(f"/api/v1/projects/{project.pk}/next/").json()
+        assignment_id, task_id = nxt["assignment"]["id"], nxt["task"]["id"]
+        start = client.post(f"/api/v1/assignments/{assignment_id}/start/").json()
+        submit = client.post(f"/api/v1/assignments/{assignment_id}/submit/", {"result": {"label": "dog"}},
+                             format="json").json()
+        views = [client.get(f"/api/v1/tasks/{task_id}/{part}").json() for part in ("", "events/", "annotations/")]
+        seen[nxt["task"]["data"]["text"]] = shape([nxt, start, submit, *views])
+
+    assert set(seen) == {"plain", "gold"}
+    assert seen["gold"] == seen["plain"]
+
+
+def test_an_annotator_s_whole_session_never_shows_gold_or_a_peer_s_work(world):
+    """Annotator A works through everything they can reach; every body they get is searched."""
+    client = client_for(world.annotator)
+    bodies = []
+
+    def get(url, **query):
+        response = client.get(url, query)
+        bodies.append(body_of(response))
+        return response
+
+    def post(url, data=None):
+        response = client.post(url, data, format="json")
+        bodies.append(body_of(response))
+        return response
+
+    for task in Task.objects.filter(project=world.project):
+        for part in ("", "events/", "annotations/"):
+            get(f"/api/v1/tasks/{task.pk}/{part}")
+    post(f"/api/v1/assignments/{world.assignment.pk}/submit/", {"result": {"label": "cat"}})
+    post(f"/api/v1/clarifications/{world.confidential_clarification.pk}/answer/", {"answer": "x"})
+    post(f"/api/v1/annotations/{world.annotation.pk}/review/", {"decision": "approve"})
+    while True:
+        response = post(f"/api/v1/projects/{world.project.pk}/next/")
+        if response.status_code == 204:
+            break
+        assignment_id = response.json()["assignment"]["id"]
+        post(f"/api/v1/assignments/{assignment_id}/submit/", {"result": {"label": "bird"}})
+    for task in Task.objects.filter(project=world.project):
+        for part in ("", "events/", "annotations/"):
+            get(f"/api/v1/tasks/{task.pk}/{part}")
+    for url in ("/api/v1/projects/", f"/api/v1/projects/{world.project.pk}/", "/api/v1/alerts/",
+                f"/api/v1/projects/{world.project.pk}/batches/", f"/api/v1/projects/{world.project.pk}/gates/",
+                f"/api/v1/projects/{world.project.pk}/guidelines/"):
+        get(url)
+    get("/api/v1/me/metrics/", project=world.project.pk)
+
+    assert len(bodies) > 40
+    for text in bodies:
+        assert GOLD_MARKER not in text
+        assert PEER_MARKER not in text
+        assert CONFIDENTIAL_MARKER not in text
+        assert "annotator_b" not in text  # not even the co-annotator's name
+        if text.startswith(("{", "[")):
+            assert not {"is_gold", "gold_answer", "needs_review", "final_result"} & json_keys(json.loads(text))
+
+
+def test_a_reviewer_never_gets_gold_fields_anywhere(world):
+    client = client_for(world.reviewer)
+    texts = [body_of(client.get(f"/api/v1/projects/{world.project.pk}/tasks/", {"page_size": 1000}))]
+    for task in Task.objects.filter(project=world.project):
+        for part in ("", "events/", "annotations/"):
+            texts.append(body_of(client.get(f"/api/v1/tasks/{task.pk}/{part}")))
+    texts.append(body_of(client.post(f"/api/v1/projects/{world.project.pk}/review/next/")))
+
+    for text in texts:
+        assert GOLD_MARKER not in text
+        assert not {"is_gold", "gold_answer"} & json_keys(json.loads(text))
