@@ -6,13 +6,17 @@ Tasks are read in id-ordered pages of PAGE; each page's annotations and reviews 
 """
 
 import csv
+import functools
 import io
 import json
 import re
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
 
 from apps.core.errors import ValidationError
@@ -63,7 +67,7 @@ def export_params(*, project, query):
     if query.get("batch"):
         try:
             batch = project.batches.get(pk=int(query["batch"]))
-        except (ValueError, OverflowError, Batch.DoesNotExist):
+        except (ValueError, Batch.DoesNotExist):
             errors["batch"] = [_("No such batch in this project.")]
     deliver = str(query.get("deliver", "")).lower() in {"1", "true", "yes"}
     if deliver and batch is None and "batch" not in errors:
@@ -73,17 +77,26 @@ def export_params(*, project, query):
     return ExportParams(format=fmt, statuses=statuses, batch=batch, deliver=deliver)
 
 
-def _iso(value):
-    """A timestamp as the API writes it (DRF): ISO 8601 with microseconds, UTC as Z."""
-    if value is None:
-        return None
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 # --- reading ------------------------------------------------------------------------------------------------------
+# JSON and timestamps are read as the database writes them as text and copied into the output: decoding a million
+# JSON documents and datetimes only to encode them again was most of an export's time.
 
-TASK_FIELDS = ("id", "external_id", "batch_id", "status", "is_gold", "data", "final_result", "accepted_at")
+
+def _text(field):
+    return Cast(field, output_field=TextField())
+
+
+def _iso_text(text):
+    """A timestamp the database wrote as text (PostgreSQL: '2024-06-01 12:00:00.25+00'; SQLite, whose values
+    Django keeps in UTC: '2024-06-01 12:00:00.25') in ISO 8601 as the API writes it: 'T', and UTC as Z."""
+    if text is None:
+        return None
+    text = text.replace(" ", "T", 1)
+    if text.endswith("+00"):
+        return text[:-3] + "Z"
+    if len(text) > 19 and text[-3] in "+-":
+        return text + ":00"
+    return text if len(text) > 19 and text[-6] in "+-" else text + "Z"
 
 
 def _selected(project, params):
@@ -93,27 +106,30 @@ def _selected(project, params):
     return tasks
 
 
-def _task_pages(project, params, fields=TASK_FIELDS):
-    """Lists of `fields` tuples (the first field is the id), in id order, PAGE at a time (keyset pagination)."""
-    tasks = _selected(project, params)
+def _pages(project, params, *fields, **annotations):
+    """Lists of value tuples of the selected tasks (the first value is the id), in id order, PAGE at a time
+    (keyset pagination), each with the queryset that selects that page's tasks."""
+    tasks = _selected(project, params).annotate(**annotations) if annotations else _selected(project, params)
     last = 0
     while True:
-        page = list(tasks.filter(id__gt=last).order_by("id").values_list(*fields)[:PAGE])
+        page = list(tasks.filter(id__gt=last).order_by("id").values_list("id", *fields)[:PAGE])
         if not page:
             return
+        yield page, _selected(project, params).filter(id__gte=page[0][0], id__lte=page[-1][0])
         last = page[-1][0]
-        yield page
 
 
-def _provenance(task_ids):
-    """For a page of tasks, by task id: current annotations, decided reviews, and the results the annotators
-    themselves last submitted (a reviewer's fix replaces the result, not the annotator's own version)."""
+def _provenance(page_tasks):
+    """For a page of tasks (a queryset), by task id: current annotations, decided reviews, and the results the
+    annotators themselves last submitted (a reviewer's fix replaces the result, not the annotator's own version)."""
     annotations = defaultdict(list)
     fixed = []
-    for row in (Annotation.objects.filter(task_id__in=task_ids, is_current=True).order_by("task_id", "assignment_id")
+    for row in (Annotation.objects.filter(task__in=page_tasks.values("id"), is_current=True)
+                .annotate(result_text=_text("result"), submitted_text=_text("submitted_at"))
+                .order_by("task_id", "assignment_id")
                 .values_list("task_id", "assignment_id", "annotator__username", "author__username", "version",
-                             "source", "status", "result", "guideline_version", "lead_time_seconds",
-                             "submitted_at")):
+                             "source", "status", "result_text", "guideline_version", "lead_time_seconds",
+                             "submitted_text")):
         annotations[row[0]].append(row)
         if row[5] == FIX:
             fixed.append(row[1])
@@ -124,10 +140,11 @@ def _provenance(task_ids):
             own_before_fix[assignment_id] = result  # the last one wins
     reviews = defaultdict(list)
     coded = []
-    for row in (Review.objects.filter(annotation__task_id__in=task_ids, decided_at__isnull=False)
+    for row in (Review.objects.filter(annotation__task__in=page_tasks.values("id"), decided_at__isnull=False)
+                .annotate(decided_text=_text("decided_at"))
                 .order_by("decided_at", "id")
-                .values_list("annotation__task_id", "id", "reviewer__username", "decision", "comment", "decided_at",
-                             "annotation__annotator__username", "annotation__version")):
+                .values_list("annotation__task_id", "id", "reviewer__username", "decision", "comment",
+                             "decided_text", "annotation__annotator__username", "annotation__version")):
         reviews[row[0]].append(row)
         if row[3] in (Review.Decision.REJECT, Review.Decision.FIX):
             coded.append(row[1])
@@ -140,60 +157,83 @@ def _provenance(task_ids):
 
 
 def _records(project, params):
-    """Pages of records: one dict per task, the final result and its provenance."""
+    """Pages of records, one per selected task: (task values, current annotations, decided reviews, guideline
+    version, agreement), JSON values as JSON text; and the error-type codes of the page's reviews by review id."""
     batch_names = dict(Batch.objects.filter(project=project).values_list("id", "name"))
     task_type = project.task_type
-    for page in _task_pages(project, params):
-        by_task, own_before_fix, by_task_reviews, codes = _provenance([t[0] for t in page])
+    fields = ("external_id", "batch_id", "status", "is_gold", "data_text", "result_text", "accepted_text")
+    for page, page_tasks in _pages(project, params, *fields, data_text=_text("data"),
+                                   result_text=_text("final_result"), accepted_text=_text("accepted_at")):
+        by_task, own_before_fix, by_task_reviews, codes = _provenance(page_tasks)
         records = []
-        for task_id, external_id, batch_id, status, is_gold, data, final_result, accepted_at in page:
-            annotations = by_task.get(task_id, ())
-            reviews = by_task_reviews.get(task_id, ())
-            versions = [a[8] for a in annotations if a[8] is not None]
-            own = [own_before_fix.get(a[1]) if a[5] == FIX else a[7] for a in annotations]
-            records.append({
-                "id": task_id,
-                "external_id": external_id,
-                "batch": batch_names.get(batch_id),
-                "status": status,
-                "is_gold": is_gold,
-                "data": data,
-                "result": final_result,
-                "accepted_at": _iso(accepted_at),
-                "provenance": {
-                    "annotators": sorted({a[2] for a in annotations}),
-                    "annotations": [
-                        {"annotator": a[2], "author": a[3], "version": a[4], "source": a[5], "status": a[6],
-                         "result": a[7], "guideline_version": a[8], "lead_time_seconds": a[9],
-                         "submitted_at": _iso(a[10])}
-                        for a in annotations
-                    ],
-                    "reviews": [
-                        {"reviewer": r[2], "decision": r[3], "comment": r[4], "error_types": codes.get(r[1], []),
-                         "decided_at": _iso(r[5]), "annotator": r[6], "version": r[7]}
-                        for r in reviews
-                    ],
-                    "guideline_version": max(versions) if versions else None,
-                    # METRICS.md: between each annotator's own latest submission
-                    "agreement": task_agreement(task_type, [r for r in own if r is not None]) if len(own) > 1
-                    else None,
-                },
-            })
-        yield records
+        for task in page:
+            annotations = by_task.get(task[0], ())
+            guideline_version = agreement = None
+            if annotations:
+                versions = [a[8] for a in annotations if a[8] is not None]
+                guideline_version = max(versions) if versions else None
+                if len(annotations) > 1:
+                    # METRICS.md: agreement between each annotator's own latest submission
+                    own = [own_before_fix.get(a[1]) if a[5] == FIX else json.loads(a[7]) for a in annotations]
+                    agreement = task_agreement(task_type, [r for r in own if r is not None])
+            records.append((task, batch_names.get(task[2]), annotations, by_task_reviews.get(task[0], ()),
+                            guideline_version, agreement))
+        yield records, codes
 
 
 # --- writing ------------------------------------------------------------------------------------------------------
 
+_RECORD = ('{"id":%d,"external_id":%s,"batch":%s,"status":%s,"is_gold":%s,"data":%s,"result":%s,"accepted_at":%s,'
+           '"provenance":{"annotators":[%s],"annotations":[%s],"reviews":[%s],"guideline_version":%s,'
+           '"agreement":%s}}')
+_ANNOTATION = ('{"annotator":%s,"author":%s,"version":%d,"source":%s,"status":%s,"result":%s,"guideline_version":%s,'
+               '"lead_time_seconds":%s,"submitted_at":%s}')
+_REVIEW = ('{"reviewer":%s,"decision":%s,"comment":%s,"error_types":[%s],"decided_at":%s,"annotator":%s,'
+           '"version":%d}')
+
+
+def _string(value):
+    return "null" if value is None else encode_basestring(value)
+
+
+_name = functools.lru_cache(maxsize=4096)(_string)  # usernames, batch names, statuses: few values, many times
+
+
+def _number(value):
+    return "null" if value is None else repr(value)
+
+
+def _annotation_json(a):
+    return _ANNOTATION % (_name(a[2]), _name(a[3]), a[4], _name(a[5]), _name(a[6]), a[7], _number(a[8]),
+                          _number(a[9]), _string(_iso_text(a[10])))
+
+
+def _records_json(records, codes):
+    """The page's records as JSON texts (written by hand around the JSON texts the database gave)."""
+    lines = []
+    for (task_id, external_id, _batch_id, status, is_gold, data, result, accepted_at), batch, annotations, reviews, \
+            guideline_version, agreement in records:
+        lines.append(_RECORD % (
+            task_id, _string(external_id), _name(batch), _name(status), "true" if is_gold else "false", data,
+            result or "null", _string(_iso_text(accepted_at)),
+            ",".join(map(_name, sorted({a[2] for a in annotations}))),
+            ",".join(map(_annotation_json, annotations)),
+            ",".join(_REVIEW % (_name(r[2]), _name(r[3]), _string(r[4]), ",".join(map(_name, codes.get(r[1], ()))),
+                                _string(_iso_text(r[5])), _name(r[6]), r[7]) for r in reviews),
+            _number(guideline_version), _number(agreement),
+        ))
+    return lines
+
 
 def _jsonl(project, params):
-    for records in _records(project, params):
-        yield "\n".join(map(_dumps, records)) + "\n"
+    for records, codes in _records(project, params):
+        yield "\n".join(_records_json(records, codes)) + "\n"
 
 
 def _json(project, params):
     separator = "["
-    for records in _records(project, params):
-        yield separator + ",\n".join(map(_dumps, records))
+    for records, codes in _records(project, params):
+        yield separator + ",\n".join(_records_json(records, codes))
         separator = ",\n"
     yield "[]\n" if separator == "[" else "]\n"
 
@@ -210,20 +250,14 @@ def _csv(project, params):
 
     writer.writerow(CSV_COLUMNS)
     yield flush()
-    for records in _records(project, params):
-        rows = []
-        for record in records:
-            provenance = record["provenance"]
-            rows.append([
-                record["id"], record["external_id"] or "", record["batch"], record["status"], record["is_gold"],
-                _dumps(record["data"]), _dumps(record["result"]) if record["result"] is not None else "",
-                ";".join(provenance["annotators"]), ";".join(sorted({r["reviewer"] for r in provenance["reviews"]})),
-                ";".join(r["decision"] for r in provenance["reviews"]),
-                provenance["guideline_version"] if provenance["guideline_version"] is not None else "",
-                "" if provenance["agreement"] is None else round(provenance["agreement"], 6),
-                record["accepted_at"] or "",
-            ])
-        writer.writerows(rows)
+    for records, _codes in _records(project, params):
+        writer.writerows([
+            task_id, external_id or "", batch, status, is_gold, data, result or "",
+            ";".join(sorted({a[2] for a in annotations})), ";".join(sorted({r[2] for r in reviews})),
+            ";".join(r[3] for r in reviews), "" if guideline_version is None else guideline_version,
+            "" if agreement is None else round(agreement, 6), _iso_text(accepted_at) or "",
+        ] for (task_id, external_id, _batch_id, status, is_gold, data, result, accepted_at), batch, annotations,
+            reviews, guideline_version, agreement in records)
         yield flush()
 
 
@@ -237,7 +271,7 @@ def _coco(project, params):
     # The annotations are a second pass; it reads exactly the images listed, even if tasks change in between.
     image_ids = array("q")
     separator = ""
-    for page in _task_pages(project, params, fields=("id", "data")):
+    for page, _tasks in _pages(project, params, "data"):
         images = [{"id": task_id, "file_name": data.get("image"), "width": data.get("width"),
                    "height": data.get("height")} for task_id, data in page]
         image_ids.extend(task_id for task_id, _data in page)
@@ -317,7 +351,7 @@ def conll_bio_lines(text, spans):
 
 def _conll(project, params):
     yield "-DOCSTART- -X- -X- O\n\n"
-    for page in _task_pages(project, params, fields=("id", "data", "final_result")):
+    for page, _tasks in _pages(project, params, "data", "final_result"):
         sentences = []
         for _task_id, data, final_result in page:
             lines = conll_bio_lines(data.get("text") or "", (final_result or {}).get("spans"))
