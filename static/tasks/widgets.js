@@ -16,7 +16,7 @@
     for (const [key, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (key === "text") node.textContent = value;
-      else if (key === "style") Object.assign(node.style, value);
+      else if (key === "style") for (const [prop, v] of Object.entries(value)) node.style.setProperty(prop, v);
       else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else node.setAttribute(key, value === true ? "" : value);
     }
