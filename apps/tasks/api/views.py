@@ -314,6 +314,9 @@ class _EmptyStream:
     def read(self, *args):
         return b""
 
+    def readline(self, *args):  # the JSONL and CSV readers read lines
+        return b""
+
 
 class ExportView(APIView):
     """`GET /projects/{id}/export/?format=json|jsonl|csv|coco|conll&status=accepted&batch=&deliver=` — streamed."""
