@@ -125,7 +125,9 @@ class QualityGateSerializer(serializers.ModelSerializer):
         fields = ["id", "metric", "comparator", "threshold", "min_samples", "batch", "is_active", "state",
                   "last_value", "last_n", "evaluated_at"]
         read_only_fields = ["id", "is_active", "state", "last_value", "last_n", "evaluated_at"]
-        extra_kwargs = {"batch": {"queryset": Batch.objects.all(), "allow_null": True, "required": False}}
+        extra_kwargs = {"batch": {"queryset": Batch.objects.all(), "allow_null": True, "required": False},
+                        # the model's default; without it an omitted comparator reached gate_create() missing
+                        "comparator": {"default": QualityGate.Comparator.GTE}}
 
     def validate_batch(self, batch):
         project = self.context["project"]
