@@ -12,7 +12,7 @@ concurrent annotators never wait for each other nor take the same slot; SQLite s
 import random
 
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from apps.core.errors import TransitionError
@@ -71,25 +71,40 @@ def _profile_match(task, languages, skills):
     return (language is not None and language in languages) or (skill is not None and skill in skills)
 
 
-def _pick(candidates, languages, skills):
-    """First candidate matching the annotator's languages/skills, else the first one."""
-    if not candidates:
-        return None
-    if languages or skills:
-        for task in candidates:
-            if _profile_match(task, languages, skills):
-                return task
-    return candidates[0]
+def _preferred(candidates, languages, skills):
+    """The candidates in the order to try them: those of the top priority that match the annotator's languages or
+    skills first, then the rest as ordered. A match never jumps a task of higher priority."""
+    if not candidates or not (languages or skills):
+        return candidates
+    top = candidates[0].priority
+    matching = [task for task in candidates if task.priority == top and _profile_match(task, languages, skills)]
+    chosen = {task.pk for task in matching}
+    return matching + [task for task in candidates if task.pk not in chosen]
+
+
+def _priority_levels(tasks):
+    """The distinct task priorities present, highest first, each read through the index when it is needed."""
+    level = tasks.order_by("-priority").values_list("priority", flat=True).first()
+    while level is not None:
+        yield level
+        level = tasks.filter(priority__lt=level).order_by("-priority").values_list("priority", flat=True).first()
 
 
 def _ordered(tasks, project):
+    """Querysets to take candidates from, in turn: task priority first, then the project's sampling."""
     if project.sampling == Project.Sampling.RANDOM:
+        # A random start point on the stable random key, wrapping around - within one priority level at a time,
+        # so that wrapping never puts a lower priority before a higher one.
         start = random.random()
-        return tasks.filter(random_key__gte=start).order_by("-priority", "random_key"), \
-            tasks.filter(random_key__lt=start).order_by("-priority", "random_key")
-    if project.sampling == Project.Sampling.UNCERTAINTY:
-        return (tasks.order_by("-priority", "prediction_score", "id"),)
-    return (tasks.order_by("-priority", "id"),)
+        for level in _priority_levels(tasks):
+            same = tasks.filter(priority=level)
+            yield same.filter(random_key__gte=start).order_by("random_key")
+            yield same.filter(random_key__lt=start).order_by("random_key")
+    elif project.sampling == Project.Sampling.UNCERTAINTY:
+        # Tasks without a prediction after every scored one, on every database (SQLite sorts NULL first).
+        yield tasks.order_by("-priority", F("prediction_score").asc(nulls_last=True), "id")
+    else:
+        yield tasks.order_by("-priority", "id")
 
 
 def _open_candidates(project, annotator, batch, status, languages, skills):
@@ -101,9 +116,9 @@ def _open_candidates(project, annotator, batch, status, languages, skills):
         tasks = tasks.alias(taken=Subquery(taken)).filter(Q(taken__lt=project.overlap) | Q(taken__isnull=True))
     for ordered in _ordered(tasks, project):
         page = list(_lockable(ordered)[:CANDIDATES])
-        task = _pick(page, languages, skills)
-        if task is not None:
-            return task
+        preferred = _preferred(page, languages, skills)
+        if preferred:
+            return preferred[0]
     return None
 
 
