@@ -5,8 +5,10 @@ gold task when their share of gold is below the project's gold rate; then open w
 priority, task priority and the project's sampling, preferring tasks whose language/skill match the annotator.
 Never the same task twice to one annotator, never more live + submitted assignments than the overlap.
 
-Candidates are read through indexes in small, ordered pages and locked with SKIP LOCKED on PostgreSQL, so
-concurrent annotators never wait for each other nor take the same slot; SQLite serialises writers instead.
+Candidates are read through indexes in small, ordered pages; only the task chosen is locked, with SKIP LOCKED on
+PostgreSQL, so concurrent annotators spread over different tasks without waiting and never take the same slot. A
+task another request holds is waited for only when nothing else is free, and a search that met such a task runs
+again before answering "nothing left". SQLite serialises writers instead.
 """
 
 import random
@@ -23,6 +25,7 @@ from . import services
 from .models import Assignment, Task
 
 CANDIDATES = 50  # how many ordered candidates are looked at for a language/skill match
+ASSIGN_ATTEMPTS = 5  # how often a search that lost a race to another request is run again
 EXPIRE_ON_READ = 20
 
 
@@ -107,25 +110,66 @@ def _ordered(tasks, project):
         yield tasks.order_by("-priority", "id")
 
 
-def _open_candidates(project, annotator, batch, status, languages, skills):
+class _Search:
+    """One request's search: tasks given up on (a race for their last slot was lost), and whether another request
+    was working on a candidate at the same time (then its status may have moved: search again before saying
+    "nothing left")."""
+
+    def __init__(self):
+        self.passed = set()
+        self.contended = False
+
+
+def _open_candidates(project, annotator, batch, status, languages, skills, search):
     tasks = Task.objects.filter(batch=batch, status=status, is_gold=False).exclude(
         pk__in=Assignment.objects.filter(annotator=annotator, task__batch=batch).values("task_id"))
+    if search.passed:
+        tasks = tasks.exclude(pk__in=search.passed)
     if status != Task.Status.OPEN:
         taken = (Assignment.objects.filter(task=OuterRef("pk"), status__in=[*Assignment.LIVE, *Assignment.DONE])
                  .order_by().values("task").annotate(n=Count("id")).values("n"))
         tasks = tasks.alias(taken=Subquery(taken)).filter(Q(taken__lt=project.overlap) | Q(taken__isnull=True))
     for ordered in _ordered(tasks, project):
-        page = list(_lockable(ordered)[:CANDIDATES])
-        preferred = _preferred(page, languages, skills)
-        if preferred:
-            return preferred[0]
+        # Read a page of candidates without locking it, and lock only the one chosen. Locking the whole page made
+        # every concurrent request skip all of its tasks and answer "nothing left" while work remained.
+        page = list(ordered[:CANDIDATES])
+        task = _take_one(tasks, _preferred(page, languages, skills), search)
+        if task is None and len(page) == CANDIDATES:  # the whole page went meanwhile: the next free task
+            task = _lockable(ordered).first()
+        if task is not None:
+            return task
     return None
 
 
-def _gold_candidate(project, annotator):
+def _take_one(tasks, candidates, search):
+    """Lock and return the first candidate that still qualifies (the conditions of `tasks` are re-checked), trying
+    them in order; None when none does.
+
+    SKIP LOCKED first, so that concurrent requests spread over different tasks without waiting. A candidate that
+    another request holds is waited for only when nothing else is free, and taken if it still qualifies once that
+    request is done (with overlap > 1 it may have a slot left): skipping it would answer "nothing left" wrongly.
+    """
+    busy = []
+    for task in candidates:
+        locked = _lockable(tasks.filter(pk=task.pk)).first()
+        if locked is not None:
+            return locked
+        search.contended = True
+        if connection.features.has_select_for_update_skip_locked and tasks.filter(pk=task.pk).exists():
+            busy.append(task)
+    for task in busy:
+        locked = tasks.filter(pk=task.pk).select_for_update(of=("self",)).first()
+        if locked is not None:
+            return locked
+    return None
+
+
+def _gold_candidate(project, annotator, passed=()):
     tasks = Task.objects.filter(project=project, is_gold=True, batch__status=Batch.Status.ACTIVE).exclude(
         status=Task.Status.CANCELLED).exclude(
         pk__in=Assignment.objects.filter(annotator=annotator, task__project=project).values("task_id"))
+    if passed:
+        tasks = tasks.exclude(pk__in=passed)
     start = random.random()
     for ordered in (tasks.filter(random_key__gte=start).order_by("random_key"),
                     tasks.filter(random_key__lt=start).order_by("random_key")):
@@ -149,20 +193,33 @@ def next_task_assign(*, project, annotator, now=None):
     profile = getattr(annotator, "profile", None)
     languages = set(profile.languages or []) if profile else set()
     skills = set((profile.skills or {}).keys()) if profile else set()
-    with transaction.atomic():
-        task = _gold_candidate(project, annotator) if _gold_due(project, annotator) else None
-        if task is None:
-            batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
-            # With overlap > 1, started tasks with a free slot go first so that tasks finish.
-            statuses = ([Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD, Task.Status.OPEN]
-                        if project.overlap > 1 else [Task.Status.OPEN])
-            for batch in batches:
-                for status in statuses:
-                    task = _open_candidates(project, annotator, batch, status, languages, skills)
-                    if task is not None:
-                        break
-                if task is not None:
-                    break
-        if task is None:
-            return None
-        return services.assignment_assign(task=task, annotator=annotator)
+    search = _Search()
+    for _attempt in range(ASSIGN_ATTEMPTS):
+        search.contended = False
+        with transaction.atomic():
+            task = _gold_candidate(project, annotator, search.passed) if _gold_due(project, annotator) else None
+            if task is None:
+                task = _open_task(project, annotator, languages, skills, search)
+            if task is None:
+                if search.contended:
+                    continue  # others were taking candidates meanwhile: what they left may sit elsewhere now
+                return None
+            try:
+                return services.assignment_assign(task=task, annotator=annotator)
+            except TransitionError:
+                # Another annotator took its last slot between our read and our lock: look again, elsewhere.
+                search.passed.add(task.pk)
+    return None
+
+
+def _open_task(project, annotator, languages, skills, search):
+    batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
+    # With overlap > 1, started tasks with a free slot go first so that tasks finish.
+    statuses = ([Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD, Task.Status.OPEN]
+                if project.overlap > 1 else [Task.Status.OPEN])
+    for batch in batches:
+        for status in statuses:
+            task = _open_candidates(project, annotator, batch, status, languages, skills, search)
+            if task is not None:
+                return task
+    return None
