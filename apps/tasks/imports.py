@@ -99,7 +99,7 @@ def _lines(stream):
                 raise _not_utf8(_("line %(n)d, byte %(byte)d") % {"n": number, "byte": error.start + 1}) from error
         elif number == 1:
             line = line.removeprefix("\ufeff")
-        if "\r" in line[:-2]:
+        if "\r" in line and "\r" in line.rstrip("\r\n"):
             yield from (piece for piece in _LONE_CR.split(line) if piece)
         else:
             yield line

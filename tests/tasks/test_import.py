@@ -213,6 +213,16 @@ def test_a_long_csv_cell_imports(team):
     assert Task.objects.get(external_id="long-1").data["text"] == long_text
 
 
+def test_lines_ending_in_a_lone_carriage_return_are_split(team):
+    # old Mac exports end lines with \r alone
+    csv_content = b'text,external_id\rfirst,m-1\r"two\rlines",m-2\rthird,m-3'
+    jsonl_content = b'{"data": {"text": "a"}, "external_id": "r-1"}\r{"data": {"text": "b"}, "external_id": "r-2"}'
+
+    assert import_(team, upload("mac.csv", csv_content)).created == 3
+    assert import_(team, upload("mac.jsonl", jsonl_content)).created == 2
+    assert Task.objects.get(external_id="m-2").data == {"text": "two\rlines"}
+
+
 # --- all or nothing ---------------------------------------------------------------------------------------------
 
 ROWS = 2 * CHUNK + 500  # three chunks: the middle error falls past the first full chunk write
