@@ -51,9 +51,13 @@ def review_next(*, project, reviewer, now=None):
     """Claim the reviewer's next annotation (starting its review), or None when the queue is empty for them."""
     require_project_perm(reviewer, project, REVIEW)
     now = now or timezone.now()
+    # Only what can still be decided: an open review of a task accepted or cancelled meanwhile would come back
+    # for ever, every decision on it refused.
     mine = (Annotation.objects.filter(task__project=project, reviews__reviewer=reviewer,
                                       reviews__decided_at__isnull=True, is_current=True,
-                                      status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED])
+                                      status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
+                                      assignment__status=Assignment.Status.SUBMITTED)
+            .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED])
             .order_by("submitted_at").first())
     if mine is not None:
         return mine
