@@ -1,7 +1,6 @@
 """API.md "Tasks": import over HTTP, the task list and its filters, a task, its events and annotations,
 and clarifications."""
 
-import io
 import json
 
 import pytest
