@@ -8,7 +8,7 @@ import http.client
 import socket
 import ssl
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -169,6 +169,9 @@ def webhooks_notify(*, project_id, event, payload):
     return deliveries
 
 
+_URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+
+
 class WebhookRefused(Exception):
     """The target may not be contacted: not http(s), no host, a bad port, or an address inside the network."""
 
@@ -197,14 +200,18 @@ def _webhook_target(url):
     port = port if port is not None else (443 if parts.scheme == "https" else 80)
     if not 0 < port < 65536:
         raise WebhookRefused(f"port {port}")
-    addresses = list(dict.fromkeys(
-        info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)))
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (UnicodeError, ValueError) as error:  # not a host name at all (bad IDN label, NUL …)
+        raise WebhookRefused(f"invalid host name: {error}") from error
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not getattr(settings, "WEBHOOKS_ALLOW_PRIVATE", False):
         inside = [address for address in addresses if not _address_public(address)]
         if inside or not addresses:
             raise WebhookRefused(f"{parts.hostname} is a loopback, private or reserved address ({inside[0]})"
                                  if inside else f"{parts.hostname} has no address")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # The request line is ASCII without spaces or control characters: an IRI path is sent percent-encoded.
+    path = quote(parts.path or "/", safe=_URL_SAFE) + (f"?{quote(parts.query, safe=_URL_SAFE)}" if parts.query else "")
     return parts.scheme, parts.hostname, port, path, addresses
 
 

@@ -155,6 +155,19 @@ def test_redirects_are_not_followed(team, receiver, private_allowed, django_capt
     assert elsewhere.received == []
 
 
+def test_a_path_with_spaces_and_non_ascii_letters_is_sent_percent_encoded(team, receiver, private_allowed,
+                                                                         django_capture_on_commit_callbacks):
+    hook = receiver()
+    base = hook.url.split("/hooks")[0]
+    subscribe(team.project, f"{base}/hooks/größe und maß?team=Ünter Wegs")
+
+    accept(team, django_capture_on_commit_callbacks)
+
+    [request] = hook.received
+    assert request.path == "/hooks/gr%C3%B6%C3%9Fe%20und%20ma%C3%9F?team=%C3%9Cnter%20Wegs"
+    assert WebhookDelivery.objects.get().status == "delivered"
+
+
 def test_a_delivered_delivery_is_not_sent_again(team, receiver, private_allowed, django_capture_on_commit_callbacks):
     hook = receiver()
     subscribe(team.project, hook.url)
@@ -208,6 +221,7 @@ def test_loopback_and_private_targets_are_refused(team, receiver, settings, url,
     "javascript:alert(1)",
     "http:///no-host",
     "http://127.0.0.1:99999/hook",  # no such port
+    "http://" + "a" * 64 + ".example.org/hook",  # a DNS label is at most 63 characters
 ])
 def test_urls_that_are_not_http_are_refused_even_when_private_targets_are_allowed(team, private_allowed, url,
                                                                                  django_capture_on_commit_callbacks):
