@@ -147,7 +147,8 @@ def _batch_move(batch, status, actor, event_type, payload=None):
 def _open_tasks_unfinished(batch):
     from apps.tasks.models import Task
 
-    return batch.tasks.exclude(status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED]).count()
+    # Gold tasks are answered by many annotators and never close; they do not hold a batch back.
+    return batch.tasks.filter(is_gold=False).exclude(status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED]).count()
 
 
 @records_actor

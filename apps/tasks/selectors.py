@@ -24,16 +24,19 @@ def _own_assignments(user):
 
 
 def task_list(*, user, project=None):
-    """Tasks the user may open: all tasks of projects they review or manage, plus tasks assigned to them."""
+    """Tasks the user may open: all tasks of projects they manage, the non-gold tasks of projects they review,
+    and the tasks assigned to them."""
     if not _signed_in(user):
         return Task.objects.none()
     if is_admin(user):
         tasks = Task.objects.all()
     else:
         # Subqueries, not a join on assignments: each task comes once, with no DISTINCT over its JSON columns.
-        staff_projects = project_list(user=user, perm=REVIEW) | project_list(user=user, perm=MANAGE)
+        # Reviewers never review gold, so they never see gold tasks: they would tell them apart by their status.
+        managed = project_list(user=user, perm=MANAGE).values("pk")
+        reviewed = project_list(user=user, perm=REVIEW).values("pk")
         own = _own_assignments(user).values("task_id")
-        tasks = Task.objects.filter(Q(project__in=staff_projects.values("pk")) | Q(pk__in=own))
+        tasks = Task.objects.filter(Q(project__in=managed) | Q(project__in=reviewed, is_gold=False) | Q(pk__in=own))
     if project is not None:
         tasks = tasks.filter(project=project)
     return tasks
@@ -46,7 +49,9 @@ def task_get(*, user, task_id):
     if is_admin(user):
         return Task.objects.select_related("project", "batch").get(pk=task_id)
     task = Task.objects.select_related("project", "batch").get(pk=task_id)
-    if can_see_all_of_project(user, task.project):
+    if has_project_perm(user, task.project, MANAGE):
+        return task
+    if has_project_perm(user, task.project, REVIEW) and not task.is_gold:
         return task
     if has_project_perm(user, task.project, VIEW) and task.assignments.filter(annotator=user).exists():
         return task
@@ -123,3 +128,24 @@ def clarification_list(*, user, project=None):
         | Q(task__project__in=visible, asked_by=user)
         | Q(confidential=False, task__in=_own_assignments(user).values("task_id"))
     )
+
+
+def rework_feedback(*, assignment):
+    """What the annotator needs to redo rejected work: the rejected result and notes, and the reviewer's comment
+    and error types. None when the assignment is not rework."""
+    if not assignment.rework_count:
+        return None
+    from apps.quality.models import Review
+
+    annotation = assignment.annotations.filter(is_current=True).first()
+    review = (Review.objects.filter(annotation__assignment=assignment, decision=Review.Decision.REJECT)
+              .select_related("reviewer").prefetch_related("error_types").order_by("-decided_at").first())
+    return {
+        "previous_result": annotation.result if annotation else None,
+        "notes": annotation.notes if annotation else "",
+        "version": annotation.version if annotation else None,
+        "comment": review.comment if review else "",
+        "reviewer": review.reviewer.get_username() if review else None,
+        "error_types": [{"code": e.code, "name": e.name} for e in review.error_types.all()] if review else [],
+        "decided_at": review.decided_at if review else None,
+    }

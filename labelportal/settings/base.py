@@ -202,6 +202,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.quality.tasks.progress_recompute_all",
         "schedule": crontab(minute="*/10"),
     },
+    "idempotency-purge": {
+        "task": "apps.core.tasks.idempotency_records_purge",
+        "schedule": crontab(minute=17, hour=3),
+    },
     "leases-expire": {
         "task": "apps.tasks.tasks.assignments_expire_due",
         "schedule": crontab(minute="*"),

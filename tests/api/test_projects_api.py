@@ -292,9 +292,6 @@ def test_completing_a_batch_with_a_breached_gate_is_a_409_naming_the_gate(world,
     assert _batch_state(batch) == before
 
 
-@pytest.mark.xfail(strict=True, reason="apps/projects/services.py _open_tasks_unfinished counts gold tasks, which "
-                                       "stay open/in_progress for ever (task_status_derive): a batch holding a gold "
-                                       "task can never be completed")
 def test_a_batch_whose_only_unfinished_tasks_are_gold_can_be_completed(world, api):
     for task in Task.objects.filter(batch=world.batch, is_gold=False):
         Task.objects.filter(pk=task.pk).update(status="accepted")

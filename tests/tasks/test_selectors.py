@@ -1,5 +1,5 @@
-"""Task reads scoped by role (DESIGN.md, Who uses it): managers and reviewers see every task of their projects; an
-annotator sees only tasks they were given, only their own annotations and events (blind overlap), never gold
+"""Task reads scoped by role (DESIGN.md, Who uses it): managers see every task of their projects, reviewers every
+non-gold one; an annotator sees only tasks they were given, only their own annotations and events (blind overlap), never gold
 answers; confidential clarifications only managers and the asker see; users outside a project see nothing of it."""
 
 import pytest
@@ -51,7 +51,7 @@ def people(given):
 @pytest.mark.parametrize("who, expected", [
     ("admin", {"shared", "held", "untouched", "gold"}),
     ("manager", {"shared", "held", "untouched", "gold"}),
-    ("reviewer", {"shared", "held", "untouched", "gold"}),
+    ("reviewer", {"shared", "held", "untouched"}),  # reviewers never see gold tasks
     ("annotator0", {"shared", "gold"}),
     ("annotator1", {"shared"}),
     ("annotator2", {"held"}),
@@ -81,7 +81,7 @@ def test_task_list_of_an_admin_lists_each_task_once_however_many_assignments_it_
 @pytest.mark.parametrize("who, visible", [
     ("admin", {"shared", "held", "untouched", "gold"}),
     ("manager", {"shared", "held", "untouched", "gold"}),
-    ("reviewer", {"shared", "held", "untouched", "gold"}),
+    ("reviewer", {"shared", "held", "untouched"}),  # reviewers never see gold tasks
     ("annotator0", {"shared", "gold"}),
     ("annotator2", {"held"}),
     ("outsider", set()),

@@ -146,6 +146,29 @@ class ImportResultSerializer(serializers.Serializer):
     batch = serializers.IntegerField(allow_null=True)
 
 
+class ErrorTypeBriefSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
+class ReworkSerializer(serializers.Serializer):
+    """Why work came back: the rejected result (to start from) and the reviewer's feedback."""
+
+    previous_result = serializers.JSONField(allow_null=True)
+    notes = serializers.CharField(allow_blank=True)
+    version = serializers.IntegerField(allow_null=True)
+    comment = serializers.CharField(allow_blank=True)
+    reviewer = serializers.CharField(allow_null=True)
+    error_types = ErrorTypeBriefSerializer(many=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class NextTaskRequestSerializer(serializers.Serializer):
+    start = serializers.BooleanField(required=False, default=False,
+                                     help_text="Also start the assignment (the task is being shown now).")
+
+
 class NextTaskSerializer(serializers.Serializer):
     assignment = AssignmentBriefSerializer()
     task = TaskBriefSerializer()
+    rework = ReworkSerializer(required=False, allow_null=True)

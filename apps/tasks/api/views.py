@@ -60,7 +60,7 @@ class TaskListView(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Task.objects.none()
-        return Task.objects.filter(project=self.project).order_by("id")
+        return selectors.task_list(user=self.request.user, project=self.project).order_by("id")
 
     def list(self, request, *args, **kwargs):
         self.project = project_for(request, kwargs["project_id"])
@@ -116,15 +116,25 @@ class TaskAnnotationListView(generics.ListAPIView):
 class NextTaskView(APIView):
     """`POST /projects/{id}/next/` → the annotator's next assignment and task, or 204 when nothing is left."""
 
-    @extend_schema(request=None, responses={200: s.NextTaskSerializer, 204: None})
+    @extend_schema(request=s.NextTaskRequestSerializer, responses={200: s.NextTaskSerializer, 204: None})
     @idempotent
     def post(self, request, project_id):
         project = project_for(request, project_id, ANNOTATE)
+        options = s.NextTaskRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        options.is_valid(raise_exception=True)
         assignment = next_task_assign(project=project, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response({"assignment": s.AssignmentBriefSerializer(assignment).data,
-                         "task": s.TaskBriefSerializer(assignment.task).data})
+        if options.validated_data["start"] and assignment.status in (Assignment.Status.ASSIGNED,
+                                                                     Assignment.Status.REJECTED):
+            # The portal shows the task at once: one request loads and starts it.
+            assignment = services.assignment_start(assignment=assignment, actor=request.user)
+        body = {"assignment": s.AssignmentBriefSerializer(assignment).data,
+                "task": s.TaskBriefSerializer(assignment.task).data}
+        rework = selectors.rework_feedback(assignment=assignment)
+        if rework is not None:
+            body["rework"] = s.ReworkSerializer(rework).data
+        return Response(body)
 
 
 def _own_assignment(request, assignment_id):
