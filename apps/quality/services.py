@@ -17,6 +17,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from apps.core.audit import records_actor
 from apps.projects.models import Project
 from apps.tasks.models import Assignment, Task, TaskEvent
 
@@ -124,6 +125,7 @@ def progress_latest(project):
             .order_by("-computed_at").first())
 
 
+@records_actor
 def alert_acknowledge(*, alert, actor):
     """A manager has seen the alert: open → acknowledged, with who and when."""
     from apps.core.errors import TransitionError

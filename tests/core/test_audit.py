@@ -131,10 +131,7 @@ def _services_with_an_actor():
                 continue
             parameters = set(inspect.signature(function).parameters)
             if parameters & {"actor", "reviewer", "annotator"}:
-                marks = [pytest.mark.xfail(strict=True, reason="alert_acknowledge lacks @records_actor: outside a "
-                                                               "request its history row names nobody")] \
-                    if name == "alert_acknowledge" else []
-                yield pytest.param(function, id=f"{module.__name__.split('.')[1]}.{name}", marks=marks)
+                yield pytest.param(function, id=f"{module.__name__.split('.')[1]}.{name}")
 
 
 @pytest.mark.parametrize("service", list(_services_with_an_actor()))
@@ -142,7 +139,6 @@ def test_every_service_with_an_actor_records_it(service):
     assert getattr(service, "__wrapped__", None) is not None, f"{service.__name__} is not wrapped by records_actor"
 
 
-@pytest.mark.xfail(strict=True, reason="alert_acknowledge lacks @records_actor (apps/quality/services.py)")
 def test_acknowledging_an_alert_outside_a_request_names_the_manager(team):
     alert = Alert.objects.create(kind=Alert.Kind.THROUGHPUT_DIP, project=team.project, message="Fewer labels")
 
