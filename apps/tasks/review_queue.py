@@ -12,7 +12,6 @@ from django.db import connection, transaction
 from django.db.models import Case, Exists, IntegerField, OuterRef, Value, When
 from django.utils import timezone
 
-from apps.annotators.models import AnnotatorProfile
 from apps.core.permissions import REVIEW, require_project_perm
 from apps.quality.models import Review
 
@@ -20,6 +19,7 @@ from . import services
 from .models import Annotation, Assignment, Task
 
 CLAIM_MINUTES = 30
+is_senior = services.reviewer_is_senior
 
 
 def review_queue(*, project, reviewer, now=None):
@@ -41,10 +41,6 @@ def review_queue(*, project, reviewer, now=None):
                   When(version__gt=1, then=Value(1)), default=Value(2), output_field=IntegerField()),
     ).order_by("rank", "submitted_at", "id")
 
-
-def is_senior(user):
-    return AnnotatorProfile.objects.filter(
-        user=user, seniority__in=[AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD]).exists()
 
 
 def review_next(*, project, reviewer, now=None):

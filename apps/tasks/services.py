@@ -472,6 +472,8 @@ def _lock_annotation_for_review(annotation_id, reviewer):
     require_project_perm(reviewer, task.project, REVIEW)
     if annotation.annotator_id == reviewer.pk:
         raise PermissionDeniedError(_("Nobody reviews their own work."))
+    if annotation.status == AN.ESCALATED and not reviewer_is_senior(reviewer):
+        raise PermissionDeniedError(_("Escalated work is decided by a senior or lead reviewer."))
     _task_open_check(task)
     if not annotation.is_current or annotation.status not in (AN.SUBMITTED, AN.ESCALATED) \
             or assignment.status != AS.SUBMITTED:
@@ -759,3 +761,41 @@ def clarification_answer(*, clarification, actor, answer):
                      task=clarification.task, assignment=clarification.assignment, actor=actor,
                      payload={"clarification": clarification.pk})
     return clarification
+
+
+def reviewer_is_senior(user):
+    """Senior and lead reviewers take escalations (AnnotatorProfile seniority)."""
+    from apps.annotators.models import AnnotatorProfile
+
+    return AnnotatorProfile.objects.filter(
+        user=user, seniority__in=[AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD]).exists()
+
+
+@records_actor
+def review_pairwise_resolve(*, task, reviewer, result, picked=None, error_types=(), comment=""):
+    """Pairwise review of a task with several annotations waiting: the reviewer picks one (`picked`) or merges
+    them into `result`. The picked annotation is approved; every other one is fixed to the final result (a new
+    version by the reviewer; the annotators' versions stay in the history). All or nothing."""
+    with transaction.atomic():
+        task = _lock_task(task.pk)
+        waiting = list(Annotation.objects.filter(
+            task=task, is_current=True, needs_review=True, status__in=[AN.SUBMITTED, AN.ESCALATED],
+            assignment__status=AS.SUBMITTED).order_by("id"))
+        if len(waiting) < 2:
+            _refuse(_("Task %(id)s has fewer than two annotations waiting for review.") % {"id": task.pk},
+                    task.status)
+        if picked is not None:
+            chosen = next((a for a in waiting if a.pk == getattr(picked, "pk", picked)), None)
+            if chosen is None:
+                raise ValidationError(_("The picked annotation is not one of those waiting on this task."),
+                                      errors={"annotation": [_("Not waiting for review on this task.")]})
+            result = chosen.result
+        reviews = []
+        for annotation in waiting:
+            if picked is not None and annotation.pk == chosen.pk:
+                reviews.append(review_approve(annotation=annotation, reviewer=reviewer, comment=comment))
+            else:
+                reviews.append(review_fix(annotation=annotation, reviewer=reviewer, corrected_result=result,
+                                          error_types=error_types, comment=comment))
+    return reviews
+

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.annotators.models import AnnotatorProfile
 from apps.core.errors import PermissionDeniedError, TransitionError, ValidationError
 from apps.projects import services as project_services
 from apps.projects.models import Membership
@@ -713,6 +714,7 @@ def test_escalate_keeps_the_work_in_review_for_a_senior_reviewer():
     # given a submission
     team, assignment, annotation = given_submission()
     senior = factories.member(team.project, Membership.Role.REVIEWER, "senior")
+    AnnotatorProfile.objects.create(user=senior, seniority=AnnotatorProfile.Seniority.SENIOR)
     mark = event_mark()
 
     # when the reviewer escalates it
@@ -729,6 +731,10 @@ def test_escalate_keeps_the_work_in_review_for_a_senior_reviewer():
     team.task.refresh_from_db()
     assert team.task.status == "in_review"
 
+    # when the (junior) reviewer tries to decide it, then only a senior may
+    with pytest.raises(PermissionDeniedError):
+        services.review_approve(annotation=annotation, reviewer=team.reviewer)
+
     # when the senior reviewer approves the escalated work, then the task is accepted
     services.review_approve(annotation=annotation, reviewer=senior)
     team.task.refresh_from_db()
@@ -743,6 +749,7 @@ def test_escalate_without_a_comment_is_refused_and_writes_nothing():
 
 def test_escalate_twice_is_refused():
     team, assignment, annotation = given_submission()
+    AnnotatorProfile.objects.create(user=team.reviewer, seniority=AnnotatorProfile.Seniority.LEAD)
     services.review_escalate(annotation=annotation, reviewer=team.reviewer, comment="Ambiguous")
     assert_refused(lambda: services.review_escalate(annotation=annotation, reviewer=team.reviewer, comment="again"),
                    obj=annotation, current="escalated")
