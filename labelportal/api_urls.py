@@ -43,6 +43,7 @@ urlpatterns = [
     # Reviewing
     path("projects/<int:project_id>/review/next/", tasks.ReviewNextView.as_view(), name="review-next"),
     path("annotations/<int:annotation_id>/review/", tasks.AnnotationReviewView.as_view(), name="annotation-review"),
+    path("tasks/<int:task_id>/review/pairwise/", tasks.PairwiseResolveView.as_view(), name="review-pairwise"),
     # Figures and alerts
     path("projects/<int:project_id>/metrics/", quality.ProjectMetricsView.as_view(), name="project-metrics"),
     path("projects/<int:project_id>/annotators/", quality.ProjectAnnotatorsView.as_view(), name="project-annotators"),

@@ -12,6 +12,7 @@ from apps.tasks import views as task_views
 urlpatterns = [
     path("", task_views.home, name="home"),
     path("", include("apps.tasks.urls")),
+    path("", include("apps.quality.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -20,7 +20,7 @@ from apps.projects.models import Project
 from apps.projects.selectors import project_list, project_list_with_progress
 
 from . import selectors, services
-from .models import Assignment, Clarification, TaskEvent
+from .models import Annotation, Assignment, Clarification, TaskEvent
 
 SUBMISSIONS = [TaskEvent.Type.SUBMITTED, TaskEvent.Type.RESUBMITTED]
 
@@ -37,7 +37,8 @@ def _project_or_404(user, project_id, perm):
 
 @login_required
 def home(request):
-    """Each project the user works in, with their own progress today and overall, and their clarifications."""
+    """Each project the user works in, with their own progress today and overall, the review backlog for
+    reviewers and managers, and the user's clarifications."""
     user = request.user
     projects = list(project_list_with_progress(user=user).order_by("name"))
     ids = [p.pk for p in projects]
@@ -45,6 +46,11 @@ def home(request):
     mine = TaskEvent.objects.filter(actor=user, type__in=SUBMISSIONS, project_id__in=ids)
     counts = {row["project_id"]: row for row in mine.values("project_id").annotate(
         total=Count("id"), today=Count("id", filter=Q(at__gte=today))).order_by()}
+    backlog = {row["task__project_id"]: row for row in Annotation.objects.filter(
+        task__project_id__in=ids, is_current=True, needs_review=True,
+        status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
+        assignment__status=Assignment.Status.SUBMITTED).values("task__project_id")
+        .annotate(n=Count("id"), oldest=Min("submitted_at")).order_by()}
     held = {row["task__project_id"]: row["n"] for row in Assignment.objects.filter(
         annotator=user, status=Assignment.Status.ON_HOLD, task__project_id__in=ids)
         .values("task__project_id").annotate(n=Count("id")).order_by()}
@@ -57,6 +63,7 @@ def home(request):
             "can_review": has_project_perm(user, project, REVIEW),
             "can_manage": has_project_perm(user, project, MANAGE),
             "today": row.get("today", 0), "total": row.get("total", 0), "held": held.get(project.pk, 0),
+            "backlog": backlog.get(project.pk, {}).get("n", 0), "oldest": backlog.get(project.pk, {}).get("oldest"),
         })
     since = timezone.now() - datetime.timedelta(days=14)
     clarifications = (Clarification.objects.filter(asked_by=user)

@@ -106,6 +106,9 @@ EXPECTED = {
     # Annotator A works on the same task but may not even learn that B's annotation exists (blind overlap).
     ("annotation-review", "post"): {"statuses": allowed(annotator=404, reviewer=201, manager=403, admin=201),
                                     "data": {"decision": "approve"}},
+    # The world's task has one annotation waiting, so those who may review are told the state (409).
+    ("review-pairwise", "post"): {"statuses": allowed(annotator=403, reviewer=409, manager=403, admin=409),
+                                  "data": {"result": {"label": "cat"}}},
     ("project-metrics", "get"): {"statuses": staff()},
     ("project-annotators", "get"): {"statuses": managers()},
     ("project-agreement", "get"): {"statuses": staff()},

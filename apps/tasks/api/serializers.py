@@ -172,3 +172,19 @@ class NextTaskSerializer(serializers.Serializer):
     assignment = AssignmentBriefSerializer()
     task = TaskBriefSerializer()
     rework = ReworkSerializer(required=False, allow_null=True)
+
+
+class PairwiseResolveSerializer(serializers.Serializer):
+    """Pick one of the waiting annotations (`annotation`), or merge them into `result`."""
+
+    annotation = serializers.IntegerField(required=False, allow_null=True, default=None)
+    result = serializers.JSONField(required=False, allow_null=True, default=None)
+    error_types = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list,
+                                        max_length=50)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+    def validate(self, attrs):
+        if (attrs["annotation"] is None) == (attrs["result"] is None):
+            raise serializers.ValidationError({"annotation": ["Give either the annotation you pick or a merged "
+                                                              "result, not both."]})
+        return attrs

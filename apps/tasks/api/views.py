@@ -277,6 +277,24 @@ class AnnotationReviewView(APIView):
         return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
 
+class PairwiseResolveView(APIView):
+    """`POST /tasks/{id}/review/pairwise/` — with several annotations waiting on a task: pick one or merge them."""
+
+    @extend_schema(request=s.PairwiseResolveSerializer, responses={200: s.ReviewSerializer(many=True)})
+    @idempotent
+    def post(self, request, task_id):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        if not has_project_perm(request.user, task.project, REVIEW):
+            raise PermissionDenied("Only the project's reviewers review.")
+        data = s.PairwiseResolveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        reviews = services.review_pairwise_resolve(
+            task=task, reviewer=request.user, picked=values["annotation"], result=values["result"],
+            error_types=values["error_types"], comment=values["comment"])
+        return Response(s.ReviewSerializer(reviews, many=True).data)
+
+
 class StreamParser(BaseParser):
     """Leaves the body unread so the import can stream it (JSON array, JSONL or CSV)."""
 
