@@ -9,6 +9,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 IOU_THRESHOLD = 0.5
+# Box coordinates are decimal fractions: (0.3, 0.3, 0.3, 0.3) against (0.3, 0.3, 0.15, 0.3) has an IoU of exactly
+# 0.5 but computes as 0.4999999999999998. A pair at the threshold matches, so compare with this much slack.
+IOU_TOLERANCE = 1e-9
 
 
 def _f1(matched, n_a, n_b):
@@ -47,16 +50,20 @@ def box_iou_matrix(left, right):
 
 
 def score_bounding_boxes(a, b):
-    """F1 of a one-to-one (Hungarian) matching of boxes with IoU ≥ 0.5 and the same label."""
+    """F1 of a one-to-one (Hungarian) matching of boxes with IoU ≥ 0.5 and the same label.
+
+    F1 counts matches, so the matching maximises their number: a matching that maximised the summed IoU could
+    keep two near-perfect pairs where three good-enough pairs exist (tests/quality/test_scores.py has one).
+    """
     left, right = a.get("boxes") or [], b.get("boxes") or []
     if not left or not right:
         return _f1(0, len(left), len(right))
     iou = box_iou_matrix([[x["x"], x["y"], x["w"], x["h"]] for x in left],
                          [[x["x"], x["y"], x["w"], x["h"]] for x in right])
     same_label = np.array([[x["label"] == y["label"] for y in right] for x in left])
-    eligible = np.where(same_label & (iou >= IOU_THRESHOLD), iou, 0.0)
+    eligible = same_label & (iou >= IOU_THRESHOLD - IOU_TOLERANCE)
     rows, cols = linear_sum_assignment(eligible, maximize=True)
-    matched = int(np.count_nonzero(eligible[rows, cols] > 0))
+    matched = int(np.count_nonzero(eligible[rows, cols]))
     return _f1(matched, len(left), len(right))
 
 
