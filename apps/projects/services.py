@@ -257,16 +257,28 @@ def batch_override(*, batch, actor, reason):
     return batch
 
 
+def _deliverable_check(batch):
+    if batch.status != BS.COMPLETED:
+        _batch_refuse(batch, BS.DELIVERED)
+    breached = list(gates_breached_for_batch(batch))
+    if breached and not batch.override_reason:
+        _gates_refuse(batch, breached, BS.DELIVERED)
+
+
+def batch_deliver_check(*, batch, actor):
+    """Raise what batch_deliver would raise, changing nothing (an export checks before it streams)."""
+    batch = Batch.objects.select_related("project").get(pk=batch.pk)
+    if actor is not None:
+        require_project_perm(actor, batch.project, MANAGE)
+    _deliverable_check(batch)
+
+
 @records_actor
 def batch_deliver(*, batch, actor):
     """The batch was exported to the customer: completed → delivered, gates re-checked unless overridden."""
     with transaction.atomic():
         batch = _batch_lock(batch, actor)
-        if batch.status != BS.COMPLETED:
-            _batch_refuse(batch, BS.DELIVERED)
-        breached = list(gates_breached_for_batch(batch))
-        if breached and not batch.override_reason:
-            _gates_refuse(batch, breached, BS.DELIVERED)
+        _deliverable_check(batch)
         return _batch_move(batch, BS.DELIVERED, actor, "BATCH_DELIVERED")
 
 

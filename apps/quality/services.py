@@ -321,6 +321,13 @@ def webhook_deliver_once(*, delivery_id, timeout=10):
     raise WebhookRetry(delivery.last_error)
 
 
+def webhook_deliveries_stuck(*, older_than_minutes=10, limit=500):
+    """Ids of deliveries never attempted although created a while ago: their enqueue was lost."""
+    cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
+    return list(WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, attempts=0,
+                                               created_at__lt=cutoff).values_list("pk", flat=True)[:limit])
+
+
 def webhook_delivery_fail(*, delivery_id):
     WebhookDelivery.objects.filter(pk=delivery_id).exclude(status=WebhookDelivery.Status.DELIVERED).update(
         status=WebhookDelivery.Status.FAILED)

@@ -39,3 +39,10 @@ def webhook_deliver(self, delivery_id):
             # (CELERY_TASK_EAGER_PROPAGATES), after the transition it followed had committed.
             return self.retry(exc=error, countdown=countdown, throw=False)
         raise self.retry(exc=error, countdown=countdown)
+
+
+@shared_task(acks_late=True)
+def webhook_deliveries_resend():
+    """Send deliveries that never went out (the broker was down when their transition committed)."""
+    for delivery_id in services.webhook_deliveries_stuck():
+        webhook_deliver.delay(delivery_id)

@@ -238,6 +238,11 @@ def _json(project, params):
     yield "[]\n" if separator == "[" else "]\n"
 
 
+def _cell(text):
+    """Text a person typed, made safe for spreadsheets: a leading = + - @ would run as a formula."""
+    return "'" + text if text and text[0] in "=+-@\t\r" else text
+
+
 def _csv(project, params):
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -252,8 +257,8 @@ def _csv(project, params):
     yield flush()
     for records, _codes in _records(project, params):
         writer.writerows([
-            task_id, external_id or "", batch, status, is_gold, data, result or "",
-            ";".join(sorted({a[2] for a in annotations})), ";".join(sorted({r[2] for r in reviews})),
+            task_id, _cell(external_id or ""), _cell(batch), status, is_gold, data, result or "",
+            _cell(";".join(sorted({a[2] for a in annotations}))), _cell(";".join(sorted({r[2] for r in reviews}))),
             ";".join(r[3] for r in reviews), "" if guideline_version is None else guideline_version,
             "" if agreement is None else round(agreement, 6), _iso_text(accepted_at) or "",
         ] for (task_id, external_id, _batch_id, status, is_gold, data, result, accepted_at), batch, annotations,

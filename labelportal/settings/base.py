@@ -202,6 +202,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.quality.tasks.progress_recompute_all",
         "schedule": crontab(minute="*/10"),
     },
+    "webhooks-resend-stuck": {
+        "task": "apps.quality.tasks.webhook_deliveries_resend",
+        "schedule": crontab(minute="*/5"),
+    },
     "idempotency-purge": {
         "task": "apps.core.tasks.idempotency_records_purge",
         "schedule": crontab(minute=17, hour=3),

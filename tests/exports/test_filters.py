@@ -2,6 +2,8 @@
 a batch only when asked and only through its gates, the format matching the task type, who may export, and a
 query count that does not grow with the project."""
 
+import csv
+import io
 import json
 
 import pytest
@@ -186,6 +188,30 @@ def test_deliver_moves_a_completed_batch_to_delivered(labelled):
     assert event.actor == given.manager
     given.batch_b.refresh_from_db()
     assert given.batch_b.status == Batch.Status.ACTIVE  # the other batch is untouched
+
+
+def test_delivery_happens_only_once_the_whole_file_went_out(labelled):
+    # given a completed batch and an export asked to deliver it
+    given = completed(labelled)
+    response = given.export(format="jsonl", batch=given.batch_a.pk, deliver="1")
+
+    # then before the stream is read the batch is still completed; after the last chunk it is delivered
+    given.batch_a.refresh_from_db()
+    assert given.batch_a.status == Batch.Status.COMPLETED
+    b"".join(response.streaming_content)
+    given.batch_a.refresh_from_db()
+    assert given.batch_a.status == Batch.Status.DELIVERED
+
+
+def test_csv_cells_people_typed_cannot_run_as_spreadsheet_formulas(labelled):
+    # given an accepted task whose external id looks like a formula
+    given = labelled("classification", overlap=1)
+    given.import_tasks([{"data": {"text": "x"}, "external_id": "=HYPERLINK(\"http://x\")"}])
+    given.label('=HYPERLINK("http://x")', {"label": "cat"})
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(given.export(format="csv").streaming_content).decode())))
+
+    assert rows[0]["external_id"] == "'=HYPERLINK(\"http://x\")"
 
 
 def test_deliver_is_refused_while_a_gate_is_breached(labelled):

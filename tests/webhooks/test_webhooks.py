@@ -388,3 +388,29 @@ def test_deliveries_are_listed_in_the_admin(team, receiver, private_allowed, cli
     assert detail.status_code == 200
     assert json.dumps(delivery.payload["data"]["result"])[1:-1] in detail.content.decode().replace("&quot;", '"')
     assert SECRET not in page and SECRET not in detail.content.decode()
+
+
+def test_a_delivery_whose_enqueue_was_lost_is_sent_by_the_periodic_resend(team, receiver, private_allowed):
+    # given a delivery recorded a while ago that never went out (the broker was down at commit: no on_commit run)
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.quality.tasks import webhook_deliveries_resend
+
+    hook = receiver()
+    webhook = subscribe(team.project, hook.url)
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event="task.accepted",
+                                              payload={"event": "task.accepted", "data": {"task": 1}})
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(minutes=30))
+    fresh = WebhookDelivery.objects.create(webhook=webhook, event="task.accepted", payload={"event": "x"})
+
+    # when the periodic resend runs
+    webhook_deliveries_resend()
+
+    # then the old one is delivered and signed; the fresh one (its own send may still be on the way) is left alone
+    delivery.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert (fresh.status, fresh.attempts) == ("pending", 0)
+    assert len(hook.received) == 1 and hook.received[0].signed_with(SECRET)

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from apps.core.api import IdFilter, idempotent, project_for
 from apps.core.errors import PayloadTooLargeError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
+from apps.projects.services import batch_deliver, batch_deliver_check
 from apps.tasks import exports, selectors, services
 from apps.tasks.imports import import_format_guess, tasks_import
 from apps.tasks.models import Annotation, Assignment, Task, TaskEvent
@@ -346,6 +347,12 @@ class _EmptyStream:
         return b""
 
 
+def _then(chunks, finish):
+    """Yield every chunk, then call `finish` (after the last chunk was produced)."""
+    yield from chunks
+    finish()
+
+
 class ExportView(APIView):
     """`GET /projects/{id}/export/?format=json|jsonl|csv|coco|conll&status=accepted&batch=&deliver=` — streamed."""
 
@@ -357,11 +364,11 @@ class ExportView(APIView):
     def get(self, request, project_id):
         project = project_for(request, project_id, MANAGE)
         params = exports.export_params(project=project, query=request.query_params)
-        if params.deliver:
-            from apps.projects.services import batch_deliver
-
-            batch_deliver(batch=params.batch, actor=request.user)
         chunks, content_type, filename = exports.export_stream(project=project, params=params)
+        if params.deliver:
+            # Refuse up front (409) if the batch may not be delivered; move it only once the whole file went out.
+            batch_deliver_check(batch=params.batch, actor=request.user)
+            chunks = _then(chunks, lambda: batch_deliver(batch=params.batch, actor=request.user))
         response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
