@@ -206,17 +206,19 @@
     }
     function moveCursor(direction, extend) {
       if (!tokens.length) return;
-      if (!cursor) { const first = direction > 0 ? tokens[0] : tokens[tokens.length - 1]; cursor = {start: first.start, end: first.end, anchor: 0}; }
-      else {
-        const startIdx = tokens.findIndex((tk) => tk.start === cursor.start);
-        const endIdx = tokens.findIndex((tk) => tk.end === cursor.end);
-        if (extend) {
-          const next = Math.min(Math.max(endIdx + direction, startIdx), tokens.length - 1);
-          cursor = {start: cursor.start, end: tokens[next].end};
-        } else {
-          const next = Math.min(Math.max((direction > 0 ? endIdx : startIdx) + direction, 0), tokens.length - 1);
-          cursor = {start: tokens[next].start, end: tokens[next].end};
-        }
+      // The selection may come from the mouse and start or end inside a word: find words by position, not by an
+      // exact boundary, like a text editor's Ctrl+arrow does.
+      const after = (pos) => tokens.find((tk) => tk.end > pos);                       // the word ending after pos
+      const before = (pos) => [...tokens].reverse().find((tk) => tk.start < pos);     // the word starting before pos
+      if (!cursor) { const first = direction > 0 ? tokens[0] : tokens[tokens.length - 1]; cursor = {start: first.start, end: first.end}; }
+      else if (extend) {
+        // Shift+arrow moves the end by a word, never before the first word of the selection.
+        const word = direction > 0 ? after(cursor.end)
+          : [...tokens].reverse().find((tk) => tk.end < cursor.end && tk.end > cursor.start);
+        if (word) cursor = {start: cursor.start, end: word.end};
+      } else {
+        const word = (direction > 0 ? after(cursor.end) : before(cursor.start)) || (direction > 0 ? tokens[tokens.length - 1] : tokens[0]);
+        cursor = {start: word.start, end: word.end};
       }
       selected = -1; render();
     }
