@@ -35,25 +35,27 @@
 
   /* --- active time ---------------------------------------------------------------------------------------------- */
   const clock = {
-    activeMs: 0, lastInput: Date.now(), running: false,
+    activeMs: 0, lastInput: Date.now(), running: false, visible: document.visibilityState === "visible",
     start(ms) { this.activeMs = ms || 0; this.lastInput = Date.now(); this.running = true; },
-    stop() { this.settle(); this.running = false; },
-    settle() {
-      // Count the time since the last input only if it was not an idle stretch and the tab was visible.
-      const now = Date.now(); const gap = now - this.lastInput;
-      if (this.running && document.visibilityState === "visible" && gap <= config.idleSeconds * 1000) this.activeMs += gap;
-      this.lastInput = now;
+    stop() { this.activeMs = this.total(); this.running = false; },
+    // The time since the last input counts while it is not an idle stretch and the tab is visible. Only input
+    // (and hiding the tab) moves lastInput: a timer that did would cut an idle stretch into short, counted ones.
+    pending() {
+      const gap = Date.now() - this.lastInput;
+      return this.running && this.visible && gap <= config.idleSeconds * 1000 ? gap : 0;
     },
-    seconds() { this.settle(); return Math.round(this.activeMs / 100) / 10; },
+    input() { this.activeMs = this.total(); this.lastInput = Date.now(); },
+    total() { return this.activeMs + this.pending(); },
+    seconds() { return Math.round(this.total() / 100) / 10; },
   };
   for (const type of ["keydown", "mousedown", "mousemove", "wheel", "touchstart"]) {
-    global.addEventListener(type, () => clock.settle(), {passive: true, capture: true});
+    global.addEventListener(type, () => clock.input(), {passive: true, capture: true});
   }
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "hidden") { clock.settle(); saveDraft(); }
-    else clock.lastInput = Date.now();                       // hidden time is not counted
+    if (document.visibilityState === "hidden") { clock.input(); clock.visible = false; saveDraft(); }
+    else { clock.visible = true; clock.lastInput = Date.now(); }   // hidden time is not counted
   });
-  setInterval(() => { if (state.assignment) { clock.settle(); saveDraft(); } }, 5000);
+  setInterval(() => { if (state.assignment) saveDraft(); }, 5000);
 
   /* --- drafts --------------------------------------------------------------------------------------------------- */
   const draftKey = (assignmentId) => "labelportal:draft:" + config.userId + ":" + assignmentId;
@@ -63,7 +65,7 @@
   function saveDraft() {
     if (!state.assignment || !state.widget) return;
     const draft = Object.assign(state.draft || {}, {
-      result: state.widget.getResult(), notes: $("notes").value, activeMs: clock.activeMs, savedAt: new Date().toISOString(),
+      result: state.widget.getResult(), notes: $("notes").value, activeMs: clock.total(), savedAt: new Date().toISOString(),
     });
     state.draft = draft;
     try { global.localStorage.setItem(draftKey(state.assignment.id), JSON.stringify(draft)); } catch (e) { /* storage full */ }
@@ -186,10 +188,11 @@
     event.preventDefault();
     const question = $("question").value.trim();
     if (!question) return;
-    saveDraft(); clock.stop();
+    saveDraft();
     const answer = await api("POST", "tasks/" + state.task.id + "/clarifications/", {question, confidential: $("confidential").checked});
     $("ask-dialog").close();
     if (answer.status === 201) {
+      clock.stop();
       $("question").value = "";
       status(t("Question sent. The task is on hold until a manager answers; you will see the answer on your home page."), "ok");
       state.assignment = null; loadNext();
