@@ -145,12 +145,15 @@
     if (!state.assignment || state.submitting) return;
     state.submitting = true; showErrors([]);
     saveDraft();
+    // Every retry sends this very request: the same body to the same assignment, whatever the page shows meanwhile.
+    const assignmentId = state.assignment.id;
+    let key = state.draft.key;
     const body = {result: state.widget.getResult(), notes: $("notes").value, lead_time_seconds: clock.seconds()};
-    let delay = 1000;
+    let delay = 1000, stillProcessing = 0;
     for (;;) {
       status(t("Submitting…"));
       let answer = null;
-      try { answer = await api("POST", "assignments/" + state.assignment.id + "/submit/", body, {"Idempotency-Key": state.draft.key}); }
+      try { answer = await api("POST", "assignments/" + assignmentId + "/submit/", body, {"Idempotency-Key": key}); }
       catch (e) { answer = null; }
       if (answer && (answer.status === 201 || answer.status === 200)) {
         clearDraft(); state.submitting = false; clock.stop();
@@ -162,12 +165,21 @@
         status(t("The server refused this result; fix it and submit again."), "error");
         state.submitting = false; return;
       }
-      if (answer && (answer.status === 409 || answer.status === 404 || answer.status === 403)) {
+      if (answer && answer.status === 409 && !(answer.data && answer.data.current)) {
+        // A 409 that names no state is the Idempotency-Key check, not a refused transition: the first request with
+        // this key is still being processed (a proxy gave up on it, the server did not). Ask again with the same
+        // key; if that goes on, take a fresh one (the key may have gone with another body): a fresh key cannot
+        // submit twice, since the assignment's state refuses a second submission.
+        stillProcessing += 1;
+        if (stillProcessing > 5) { key = state.draft.key = uuid(); saveDraft(); stillProcessing = 0; }
+        status(fmt(t("The server is still processing your submission; asking again in %(s)s s."), {s: Math.round(delay / 1000)}), "warn");
+      } else if (answer && (answer.status === 409 || answer.status === 404 || answer.status === 403)) {
         status((answer.data && answer.data.detail) || t("This task is no longer yours."), "error");
         clearDraft(); state.submitting = false; setTimeout(loadNext, 1500); return;
+      } else {
+        // No answer (offline) or a server error: try again with the same key; the draft is safe meanwhile.
+        status(fmt(t("Connection problem; retrying in %(s)s s. Your work is saved in this browser."), {s: Math.round(delay / 1000)}), "warn");
       }
-      // No answer (offline) or a server error: try again with the same key; the draft is safe meanwhile.
-      status(fmt(t("Connection problem; retrying in %(s)s s. Your work is saved in this browser."), {s: Math.round(delay / 1000)}), "warn");
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 30000);
     }
