@@ -125,9 +125,14 @@
   function show(payload) {
     state.assignment = payload.assignment; state.task = payload.task;
     $("workspace").hidden = false; $("done").hidden = true;
-    const saved = loadDraft(state.assignment.id);
+    // A draft belongs to one round of work on the assignment. Rework brings the same assignment back; a draft left
+    // from the round before (its submission went through, but the answer never reached this browser) holds the
+    // old result and the old Idempotency-Key, which the server would refuse with the new result.
+    const round = payload.rework ? (payload.rework.version || 0) : 0;
+    let saved = loadDraft(state.assignment.id);
+    if (saved && (saved.round || 0) !== round) saved = null;
     const initial = saved ? saved.result : (payload.rework ? payload.rework.previous_result : null);
-    state.draft = saved || {key: uuid()};
+    state.draft = saved || {key: uuid(), round};
     $("notes").value = saved ? (saved.notes || "") : ((payload.rework && payload.rework.notes) || "");
     showRework(payload.rework);
     state.widget = LP.createWidget($("widget"), {
@@ -156,7 +161,8 @@
       try { answer = await api("POST", "assignments/" + assignmentId + "/submit/", body, {"Idempotency-Key": key}); }
       catch (e) { answer = null; }
       if (answer && (answer.status === 201 || answer.status === 200)) {
-        clearDraft(); state.submitting = false; clock.stop();
+        // Forget the assignment before the next loads, or the periodic save would write its draft back.
+        clearDraft(); state.assignment = null; state.submitting = false; clock.stop();
         status(t("Submitted."), "ok"); loadNext(); return;
       }
       if (answer && answer.status === 400) {
@@ -190,7 +196,7 @@
     const reason = global.prompt(t("Why do you skip this task?"), "");
     if (reason === null) return;
     const answer = await api("POST", "assignments/" + state.assignment.id + "/skip/", {reason});
-    if (answer.status === 200) { clearDraft(); clock.stop(); loadNext(); }
+    if (answer.status === 200) { clearDraft(); state.assignment = null; clock.stop(); loadNext(); }
     else status((answer.data && answer.data.detail) || t("Could not skip."), "error");
   }
 
