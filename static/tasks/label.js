@@ -118,6 +118,7 @@
   function showDone() {
     state.assignment = null;
     $("workspace").hidden = true;
+    showRework(null);
     $("done").hidden = false;
     status("");
   }
