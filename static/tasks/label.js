@@ -220,8 +220,14 @@
 
   function onKey(event) {
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
-    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") { event.preventDefault(); submit(); return; }
-    if (document.querySelector("dialog[open]")) return;
+    const ctrlEnter = (event.ctrlKey || event.metaKey) && event.key === "Enter";
+    const dialog = document.querySelector("dialog[open]");
+    if (dialog) {
+      // Ctrl+Enter in the question sends the question; it never submits the task behind the dialog.
+      if (ctrlEnter && dialog.id === "ask-dialog") { event.preventDefault(); $("ask-form").requestSubmit(); }
+      return;
+    }
+    if (ctrlEnter) { event.preventDefault(); submit(); return; }
     if (typing) return;
     if ((event.ctrlKey || event.metaKey) && (event.key === "z" || event.key === "Z")) { event.preventDefault(); undo(); return; }
     if (event.key === "?") { event.preventDefault(); openDialog("help-dialog"); return; }
