@@ -54,8 +54,11 @@ def _eta(project, now, by_status):
     if recent == 0:
         return {"remaining_annotations": remaining, "per_day": 0.0, "date": None}
     days = remaining / (recent / 7)
-    return {"remaining_annotations": remaining, "per_day": round(recent / 7, 2),
-            "date": (now + timedelta(days=days)).date().isoformat()}
+    try:
+        date = (now + timedelta(days=days)).date().isoformat()
+    except OverflowError:
+        date = None  # past the year 9999 at this pace (a million tasks, a few submissions): no date to give
+    return {"remaining_annotations": remaining, "per_day": round(recent / 7, 2), "date": date}
 
 
 def _review_rates(project):

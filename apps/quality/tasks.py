@@ -1,6 +1,8 @@
 """Celery tasks of the quality app: take ids, call a service, retry. No business logic here."""
 
 from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
 
 from apps.core.audit import acting_as
 from apps.projects.models import Project
@@ -15,6 +17,22 @@ def progress_recompute(project_id):
         if not Project.objects.filter(pk=project_id).exists():
             return None
         return services.progress_snapshot_write(project_id=project_id).pk
+
+
+def progress_recompute_soon(project_id):
+    """What a transition asks for once it has committed: the project's progress recomputed, at most once per window.
+
+    A recompute aggregates over the whole project (about a second of database time at a million tasks) and every
+    transition asks for one. The first request of a window (PROGRESS_RECOMPUTE_WINDOW_SECONDS) enqueues a recompute
+    due at the window's end, which therefore covers every transition of the window; the others are dropped. Run
+    eagerly (no REDIS_URL) the countdown is not waited for: the recompute runs at once and the window's later
+    transitions show from the next one on. The window lives in the cache (the default local-memory cache: one per
+    process). A window of 0 recomputes after every transition.
+    """
+    window = settings.PROGRESS_RECOMPUTE_WINDOW_SECONDS
+    if window > 0 and not cache.add(f"progress-recompute-due:{project_id}", True, timeout=window):
+        return
+    progress_recompute.apply_async((project_id,), countdown=window or None)
 
 
 @shared_task(acks_late=True)

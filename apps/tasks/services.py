@@ -39,10 +39,10 @@ def event_record(*, type, project, actor=None, task=None, assignment=None, batch
 
 
 def _after_commit_refresh(project_id):
-    """Recompute the project's progress figures once the transaction has committed."""
-    from apps.quality.tasks import progress_recompute
+    """Have the project's progress figures recomputed once the transaction has committed (at most once a window)."""
+    from apps.quality.tasks import progress_recompute_soon
 
-    transaction.on_commit(lambda: progress_recompute.delay(project_id))
+    transaction.on_commit(lambda: progress_recompute_soon(project_id))
 
 
 def _refuse(message, current):

@@ -197,6 +197,8 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "labelportal")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# At most one progress recompute per project per this many seconds, however many transitions (0: after each one).
+PROGRESS_RECOMPUTE_WINDOW_SECONDS = int(os.environ.get("PROGRESS_RECOMPUTE_WINDOW_SECONDS", "10"))
 CELERY_BEAT_SCHEDULE = {
     "progress-recompute-all": {
         "task": "apps.quality.tasks.progress_recompute_all",

@@ -11,6 +11,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests run Celery tasks in-process; the real-worker tests switch this off for themselves.
 CELERY_TASK_ALWAYS_EAGER = True
+# Figures after every transition, so that a test sees its own; tests of the window set it themselves.
+PROGRESS_RECOMPUTE_WINDOW_SECONDS = 0
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
