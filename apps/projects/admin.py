@@ -275,7 +275,10 @@ def _row_errors(errors):
 
     rows = []
     for key in sorted(errors, key=order):
-        label = _("Row %(n)s") % {"n": key} if str(key).isdigit() else str(key).capitalize()
+        if str(key).isdigit():
+            label = _("Row %(n)s") % {"n": key}
+        else:
+            label = {"file": _("File"), "format": _("Format")}.get(str(key), str(key).capitalize())
         messages_ = errors[key] if isinstance(errors[key], (list, tuple)) else [errors[key]]
         rows.append((label, [str(m) for m in messages_]))
     return rows

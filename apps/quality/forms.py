@@ -11,11 +11,12 @@ from .models import Webhook
 class WebhookForm(forms.ModelForm):
     """Events as checkboxes, an http(s) URL, and a secret that is never shown back (blank keeps the old one)."""
 
-    url = forms.URLField(max_length=500, assume_scheme="https", help_text=_("An http(s) URL."))
-    events = forms.MultipleChoiceField(choices=Webhook.Event.choices, widget=forms.CheckboxSelectMultiple,
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https", help_text=_("An http(s) URL."))
+    events = forms.MultipleChoiceField(label=_("Events"), choices=Webhook.Event.choices,
+                                       widget=forms.CheckboxSelectMultiple,
                                        help_text=_("The events POSTed to the URL."))
     secret = forms.CharField(
-        max_length=128, required=False, widget=forms.PasswordInput(render_value=False),
+        label=_("Secret"), max_length=128, required=False, widget=forms.PasswordInput(render_value=False),
         help_text=_("Shared secret for the X-LabelPortal-Signature header (HMAC-SHA256 of the body). "
                     "Leave empty to keep the current one."),
     )

@@ -45,7 +45,7 @@ class TaskForm(forms.ModelForm):
 class ClarificationAnswerForm(forms.ModelForm):
     """A manager's answer to an open clarification; saved through clarification_answer."""
 
-    answer = forms.CharField(widget=forms.Textarea(attrs={"rows": 5, "cols": 80}),
+    answer = forms.CharField(label=_("Answer"), widget=forms.Textarea(attrs={"rows": 5, "cols": 80}),
                              help_text=_("The annotator sees this answer and can resume the task."))
 
     class Meta:
