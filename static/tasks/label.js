@@ -192,8 +192,17 @@
     }
   }
 
+  // While a submission is on its way the task is neither skipped nor put on hold: its retries must find the
+  // assignment as it was, and a skip would throw the submitted work away.
+  function submissionPending() {
+    if (state.submitting) status(t("Your submission is still on its way; wait until it has gone through."), "warn");
+    return state.submitting;
+  }
+
+  function openAsk() { if (state.assignment && !submissionPending()) openDialog("ask-dialog"); }
+
   async function skip() {
-    if (!state.assignment) return;
+    if (!state.assignment || submissionPending()) return;
     const reason = global.prompt(t("Why do you skip this task?"), "");
     if (reason === null) return;
     const answer = await api("POST", "assignments/" + state.assignment.id + "/skip/", {reason});
@@ -232,7 +241,7 @@
     if ((event.ctrlKey || event.metaKey) && (event.key === "z" || event.key === "Z")) { event.preventDefault(); undo(); return; }
     if (event.key === "?") { event.preventDefault(); openDialog("help-dialog"); return; }
     if (event.altKey && (event.key === "s" || event.key === "S")) { event.preventDefault(); skip(); return; }
-    if (event.altKey && (event.key === "h" || event.key === "H")) { event.preventDefault(); openDialog("ask-dialog"); return; }
+    if (event.altKey && (event.key === "h" || event.key === "H")) { event.preventDefault(); openAsk(); return; }
     if (event.altKey && (event.key === "n" || event.key === "N")) { event.preventDefault(); $("notes").focus(); return; }
     if (event.altKey && (event.key === "g" || event.key === "G")) { event.preventDefault(); $("guideline").toggleAttribute("open"); return; }
     if (state.widget && state.widget.handleKey(event)) event.preventDefault();
@@ -242,7 +251,7 @@
   $("submit").addEventListener("click", submit);
   $("skip").addEventListener("click", skip);
   $("undo").addEventListener("click", undo);
-  $("ask").addEventListener("click", () => openDialog("ask-dialog"));
+  $("ask").addEventListener("click", openAsk);
   $("ask-form").addEventListener("submit", ask);
   $("help").addEventListener("click", () => openDialog("help-dialog"));
   $("notes").addEventListener("input", saveDraft);
