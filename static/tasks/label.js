@@ -240,10 +240,10 @@
     if (typing) return;
     if ((event.ctrlKey || event.metaKey) && (event.key === "z" || event.key === "Z")) { event.preventDefault(); undo(); return; }
     if (event.key === "?") { event.preventDefault(); openDialog("help-dialog"); return; }
-    if (event.altKey && (event.key === "s" || event.key === "S")) { event.preventDefault(); skip(); return; }
-    if (event.altKey && (event.key === "h" || event.key === "H")) { event.preventDefault(); openAsk(); return; }
-    if (event.altKey && (event.key === "n" || event.key === "N")) { event.preventDefault(); $("notes").focus(); return; }
-    if (event.altKey && (event.key === "g" || event.key === "G")) { event.preventDefault(); $("guideline").toggleAttribute("open"); return; }
+    if (LP.altKey(event, "s")) { event.preventDefault(); skip(); return; }
+    if (LP.altKey(event, "h")) { event.preventDefault(); openAsk(); return; }
+    if (LP.altKey(event, "n")) { event.preventDefault(); $("notes").focus(); return; }
+    if (LP.altKey(event, "g")) { event.preventDefault(); $("guideline").toggleAttribute("open"); return; }
     if (state.widget && state.widget.handleKey(event)) event.preventDefault();
   }
 

@@ -25,6 +25,11 @@
   }
   LP.el = el;
 
+  // Alt+letter shortcuts. On a Mac, Option+S makes the key "ß" (and Option+N a dead key): the physical key, in
+  // event.code, identifies the shortcut there; event.key still does on layouts that move the letters.
+  LP.altKey = (event, letter) => event.altKey && !event.ctrlKey && !event.metaKey
+    && (event.code === "Key" + letter.toUpperCase() || (event.key || "").toLowerCase() === letter);
+
   function svg(tag, attrs) {
     const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
@@ -381,7 +386,7 @@
       setResult: (r) => { boxes = ((r || {}).boxes || []).map((b) => ({...b})); selected = -1; render(); },
       handleKey(event) {
         if (event.ctrlKey || event.metaKey) return false;
-        if (event.altKey && (event.key === "b" || event.key === "B")) { if (!readOnly) addCentered(); return true; }
+        if (LP.altKey(event, "b")) { if (!readOnly) addCentered(); return true; }
         if (event.altKey) return false;
         const steps = {ArrowLeft: [-0.01, 0], ArrowRight: [0.01, 0], ArrowUp: [0, -0.01], ArrowDown: [0, 0.01]};
         if (steps[event.key] && selected >= 0 && !readOnly) { nudge(...steps[event.key], event.shiftKey); return true; }
