@@ -145,30 +145,25 @@ def test_compiled_catalogue_matches_po(po):
 # --- nothing extractable is missing from the catalogues (needs GNU gettext) ---------------------------------------
 
 
-def _xgettext_msgids(args, files):
+def _xgettext_msgids(args, files, folder):
     if not shutil.which("xgettext"):
         pytest.skip("needs GNU gettext (xgettext) to re-extract the strings")
-    result = subprocess.run(["xgettext", "--from-code=UTF-8", "--output=-", *args, *map(str, files)],
-                            capture_output=True, text=True, check=True, cwd=ROOT)
-    pot = ROOT / ".pytest_cache" / "i18n-extracted.pot"
-    pot.parent.mkdir(exist_ok=True)
-    pot.write_text(result.stdout, encoding="utf-8")
-    try:
-        return {e["msgid"] for e in messages(pot)}
-    finally:
-        pot.unlink()
+    pot = folder / "extracted.pot"
+    subprocess.run(["xgettext", "--from-code=UTF-8", f"--output={pot}", *args, *map(str, files)],
+                   capture_output=True, text=True, check=True, cwd=ROOT)
+    return {e["msgid"] for e in messages(pot)} if pot.exists() else set()
 
 
 def _translated(po):
     return {e["msgid"] for e in messages(po) if e["msgstr"] and all(e["msgstr"].values())}
 
 
-def test_every_js_string_is_in_the_catalogue():
+def test_every_js_string_is_in_the_catalogue(tmp_path):
     """The scripts' t("…") and gettext("…") strings (what `make messages` extracts) all have Spanish."""
     sources = sorted(p for p in (ROOT / "static").rglob("*.js") if "vendor" not in p.parts)
     found = _xgettext_msgids(["--language=JavaScript", "--keyword=gettext_noop", "--keyword=gettext_lazy",
                               "--keyword=ngettext_lazy:1,2", "--keyword=pgettext:1c,2",
-                              "--keyword=npgettext:1c,2,3", "--keyword=t"], sources)
+                              "--keyword=npgettext:1c,2,3", "--keyword=t"], sources, tmp_path)
     assert "Loading the next task…" in found  # the t() helper is extracted
     missing = sorted(found - _translated(LOCALE / "es/LC_MESSAGES/djangojs.po"))
     assert not missing, f"new JS strings without Spanish (run `make messages`, translate): {missing}"
@@ -185,7 +180,7 @@ def test_every_python_and_template_string_is_in_the_catalogue(tmp_path):
     found = _xgettext_msgids(["--language=Python", "--keyword=gettext_noop", "--keyword=gettext_lazy",
                               "--keyword=ngettext_lazy:1,2", "--keyword=pgettext:1c,2",
                               "--keyword=npgettext:1c,2,3", "--keyword=pgettext_lazy:1c,2",
-                              "--keyword=npgettext_lazy:1c,2,3"], files)
+                              "--keyword=npgettext_lazy:1c,2,3"], files, tmp_path)
     assert "Your projects" in found
     missing = sorted(found - _translated(LOCALE / "es/LC_MESSAGES/django.po"))
     assert not missing, f"new strings without Spanish (run `make messages`, translate): {missing}"
