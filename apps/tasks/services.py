@@ -50,14 +50,16 @@ def _refuse(message, current):
 
 
 def _lock_task(task_id):
-    return Task.objects.select_for_update().select_related("project", "batch").get(pk=task_id)
+    # Only the task row (OF self): without it PostgreSQL also locks the joined project and batch rows, and every
+    # transition of a project would wait for every other one.
+    return Task.objects.select_for_update(of=("self",)).select_related("project", "batch").get(pk=task_id)
 
 
 def _lock_assignment(assignment_id):
     """Lock an assignment and its task, task first (the fixed order every transition uses)."""
     task_id = Assignment.objects.values_list("task_id", flat=True).get(pk=assignment_id)
     task = _lock_task(task_id)
-    assignment = Assignment.objects.select_for_update().select_related("annotator").get(pk=assignment_id)
+    assignment = Assignment.objects.select_for_update(of=("self",)).select_related("annotator").get(pk=assignment_id)
     assignment.task = task
     return assignment
 
