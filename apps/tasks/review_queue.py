@@ -2,8 +2,8 @@
 
 The reviewer's own open review comes back first; then escalations (senior and lead reviewers only), rework
 resubmissions, and the oldest submissions. Never the reviewer's own work; an annotation another reviewer opened in
-the last CLAIM_MINUTES is left to them. Candidates are locked with SKIP LOCKED where the database has it, so two
-reviewers never get the same annotation.
+the last CLAIM_MINUTES is left to them. A candidate's task is locked with SKIP LOCKED where the database has it and
+the candidate checked again once locked, so two reviewers never get the same annotation.
 """
 
 from datetime import timedelta
@@ -58,11 +58,23 @@ def review_next(*, project, reviewer, now=None):
     if mine is not None:
         return mine
     with transaction.atomic():
-        queue = review_queue(project=project, reviewer=reviewer, now=now)
-        if connection.features.has_select_for_update_skip_locked:
-            queue = queue.select_for_update(skip_locked=True, of=("self",))
-        annotation = queue.first()
-        if annotation is None:
-            return None
+        queue = review_queue(project=project, reviewer=reviewer, now=now).select_related("task")
+        skip_locked = connection.features.has_select_for_update_skip_locked
+        passed = []
+        while True:
+            candidates = queue.exclude(pk__in=passed) if passed else queue
+            if skip_locked:
+                # Lock the task, not the annotation: every transition locks a task before its annotations, and
+                # taking them the other way round here deadlocked against decisions on the same task.
+                candidates = candidates.select_for_update(skip_locked=True, of=("task",))
+            annotation = candidates.first()
+            if annotation is None:
+                return None
+            # The lock may have been granted after another reviewer claimed or decided this annotation and
+            # committed: the query above read the queue as it was before. A new statement sees it as it is now.
+            if not skip_locked or review_queue(project=project, reviewer=reviewer, now=now).filter(
+                    pk=annotation.pk).exists():
+                break
+            passed.append(annotation.pk)
         services.review_start(annotation=annotation, reviewer=reviewer)
     return annotation
