@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -49,17 +50,23 @@ def _refuse(message, current):
     raise TransitionError(message, current=current)
 
 
-def _lock_task(task_id):
+def _lock_task(task_id, skip_locked=False):
+    """The task, locked, with its project and batch; with `skip_locked`, None when another transaction holds it."""
     # Only the task row (OF self): without it PostgreSQL also locks the joined project and batch rows, and every
     # transition of a project would wait for every other one.
-    return Task.objects.select_for_update(of=("self",)).select_related("project", "batch").get(pk=task_id)
+    tasks = Task.objects.select_for_update(of=("self",), skip_locked=skip_locked).select_related("project", "batch")
+    return tasks.filter(pk=task_id).first() if skip_locked else tasks.get(pk=task_id)
 
 
-def _lock_assignment(assignment_id):
-    """Lock an assignment and its task, task first (the fixed order every transition uses)."""
-    task_id = Assignment.objects.values_list("task_id", flat=True).get(pk=assignment_id)
+def _lock_assignment(assignment_id, task_id=None):
+    """Lock an assignment and its task, task first (the fixed order every transition uses). `task_id`: its task
+    when the caller read it already (an assignment never changes task), which saves a query on the hot paths."""
+    if task_id is None:
+        task_id = Assignment.objects.values_list("task_id", flat=True).get(pk=assignment_id)
     task = _lock_task(task_id)
     assignment = Assignment.objects.select_for_update(of=("self",)).select_related("annotator").get(pk=assignment_id)
+    if assignment.task_id != task.pk:
+        raise ValueError(f"Assignment {assignment_id} is not on task {task_id}.")
     assignment.task = task
     return assignment
 
@@ -120,11 +127,11 @@ def task_status_derive(task, assignments, pending_review_ids):
 @records_actor
 def task_status_refresh(*, task, actor=None):
     """Bring a (locked) task's status in line with its assignments; accept it when everything required is in."""
-    assignments = list(task.assignments.all())
-    pending = set(
-        Annotation.objects.filter(task=task, is_current=True, needs_review=True,
-                                  status__in=[AN.SUBMITTED, AN.ESCALATED]).values_list("assignment_id", flat=True)
-    )
+    # One query: each assignment with whether its current annotation waits for a review.
+    assignments = list(task.assignments.annotate(pending_review=Exists(Annotation.objects.filter(
+        assignment=OuterRef("pk"), is_current=True, needs_review=True, status__in=[AN.SUBMITTED, AN.ESCALATED],
+    ))))
+    pending = {assignment.pk for assignment in assignments if assignment.pending_review}
     status = task_status_derive(task, assignments, pending)
     if status == TS.ACCEPTED and task.status != TS.ACCEPTED:
         _task_accept_locked(task, actor=actor, automatic=True)
@@ -162,10 +169,16 @@ def task_final_result(task):
 
 
 @records_actor
-def assignment_assign(*, task, annotator, actor=None):
-    """Give `task` to `annotator` with a lease. Refused for a closed task, a full task, or a second time."""
+def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
+    """Give `task` to `annotator` with a lease. Refused for a closed task, a full task, or a second time.
+
+    `skip_locked` (the next-task engine, on PostgreSQL): return None at once, changing nothing, when another
+    transaction holds the task, instead of waiting for it.
+    """
     with transaction.atomic():
-        task = _lock_task(task.pk)
+        task = _lock_task(task.pk, skip_locked=skip_locked)
+        if task is None:
+            return None
         require_project_perm(annotator, task.project, ANNOTATE)
         if task.batch.status != Batch.Status.ACTIVE:
             _refuse(_("The batch “%(batch)s” is %(status)s, not active.")
@@ -174,10 +187,11 @@ def assignment_assign(*, task, annotator, actor=None):
         if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD, TS.REWORK):
             _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
                     task.status)
-        if task.assignments.filter(annotator=annotator).exists():
+        slots = task.assignments.aggregate(mine=Count("id", filter=Q(annotator=annotator)),
+                                           taken=Count("id", filter=Q(status__in=[*Assignment.LIVE, *Assignment.DONE])))
+        if slots["mine"]:
             _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
-        taken = task.assignments.filter(status__in=[*Assignment.LIVE, *Assignment.DONE]).count()
-        if not task.is_gold and taken >= task.project.overlap:
+        if not task.is_gold and slots["taken"] >= task.project.overlap:
             _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk,
                                                                                  "n": task.project.overlap},
                     task.status)
@@ -195,7 +209,7 @@ def assignment_assign(*, task, annotator, actor=None):
 def assignment_start(*, assignment, actor):
     """The annotator opened the task (or began rework on a rejected one): assigned|rejected → in_progress."""
     with transaction.atomic():
-        assignment = _lock_assignment(assignment.pk)
+        assignment = _lock_assignment(assignment.pk, assignment.task_id)
         _require_own(assignment, actor)
         if assignment.status == AS.IN_PROGRESS:
             return assignment  # the portal may call start again after a reload
@@ -342,13 +356,15 @@ def _needs_review(task, *, resubmission):
 def _annotation_append(*, assignment, author, result, notes, lead_time_seconds, source, status, needs_review,
                        idempotency_key=None):
     """Write the next version of an assignment's result and retire the previous one (never rewritten)."""
-    previous = assignment.annotations.select_for_update().filter(is_current=True).first()
+    # Every version of this assignment at once (a handful), newest first: the current one and the last number.
+    versions = list(assignment.annotations.select_for_update().order_by("-version"))
+    previous = next((annotation for annotation in versions if annotation.is_current), None)
     if previous is not None:
         previous.is_current = False
         if previous.status in (AN.SUBMITTED, AN.REJECTED, AN.ESCALATED, AN.APPROVED):
             previous.status = AN.SUPERSEDED
         previous.save(update_fields=["is_current", "status"])
-    last_version = assignment.annotations.order_by("-version").values_list("version", flat=True).first() or 0
+    last_version = versions[0].version if versions else 0
     guideline = assignment.task.project.current_guideline
     return Annotation.objects.create(
         task=assignment.task, assignment=assignment, annotator=assignment.annotator, author=author,
@@ -394,7 +410,7 @@ def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=
         return replay
     lead_time_seconds = _lead_time_check(lead_time_seconds)
     with transaction.atomic():
-        assignment = _lock_assignment(assignment.pk)
+        assignment = _lock_assignment(assignment.pk, assignment.task_id)
         _require_own(assignment, actor)
         replay = _submission_replay(assignment.pk, idempotency_key, actor)
         if replay is not None:
