@@ -14,7 +14,9 @@ again before answering "nothing left". SQLite serialises writers instead.
 import random
 
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core.errors import TransitionError
@@ -42,17 +44,21 @@ def _expire_due_in_project(project, now):
             pass
 
 
-def _held(project, annotator, now):
-    return (Assignment.objects.filter(task__project=project, annotator=annotator,
-                                      status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS])
-            .filter(Q(lease_expires_at__gt=now) | Q(lease_expires_at__isnull=True))
-            .select_related("task").order_by("assigned_at").first())
-
-
-def _rework(project, annotator):
-    return (Assignment.objects.filter(task__project=project, annotator=annotator, rework_count__gt=0,
-                                      status__in=[Assignment.Status.REJECTED, Assignment.Status.IN_PROGRESS])
-            .select_related("task").order_by("updated_at").first())
+def _held_or_rework(project, annotator, now):
+    """The annotator's unexpired live assignment (oldest first), else their rework (longest waiting first), else
+    None: both read in one query, the annotator's own few rows."""
+    mine = list(Assignment.objects.filter(task__project=project, annotator=annotator).filter(
+        Q(status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS])
+        & (Q(lease_expires_at__gt=now) | Q(lease_expires_at__isnull=True))
+        | Q(rework_count__gt=0, status__in=[Assignment.Status.REJECTED, Assignment.Status.IN_PROGRESS])
+    ).select_related("task"))
+    held = [a for a in mine if a.status in (Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS)
+            and (a.lease_expires_at is None or a.lease_expires_at > now)]
+    if held:
+        return min(held, key=lambda a: a.assigned_at)
+    rework = [a for a in mine if a.rework_count and a.status in (Assignment.Status.REJECTED,
+                                                                 Assignment.Status.IN_PROGRESS)]
+    return min(rework, key=lambda a: a.updated_at) if rework else None
 
 
 def _gold_due(project, annotator):
@@ -69,20 +75,25 @@ def _lockable(queryset):
     return queryset
 
 
-def _profile_match(task, languages, skills):
-    language, skill = task.data.get("language"), task.data.get("skill")
-    return (language is not None and language in languages) or (skill is not None and skill in skills)
+# What a candidate asks of its annotator, read as text from the task data (never the whole JSON of a page).
+LANGUAGE, SKILL = KeyTextTransform("language", "data"), KeyTextTransform("skill", "data")
 
 
-def _preferred(candidates, languages, skills):
-    """The candidates in the order to try them: those of the top priority that match the annotator's languages or
-    skills first, then the rest as ordered. A match never jumps a task of higher priority."""
-    if not candidates or not (languages or skills):
-        return candidates
-    top = candidates[0].priority
-    matching = [task for task in candidates if task.priority == top and _profile_match(task, languages, skills)]
-    chosen = {task.pk for task in matching}
-    return matching + [task for task in candidates if task.pk not in chosen]
+def _preferred(page, search):
+    """The candidate ids in the order to try them: those of the top priority that match the annotator's languages
+    or skills first, then the rest as ordered. A match never jumps a task of higher priority. The profile is read
+    only when a candidate names a language or a skill."""
+    ids = [task_id for task_id, *_ in page]
+    if not any(language is not None or skill is not None for _, _, language, skill in page):
+        return ids
+    languages, skills = search.languages_and_skills()
+    if not (languages or skills):
+        return ids
+    top = page[0][1]
+    matching = [task_id for task_id, priority, language, skill in page if priority == top and (
+        (language is not None and language in languages) or (skill is not None and skill in skills))]
+    chosen = set(matching)
+    return matching + [task_id for task_id in ids if task_id not in chosen]
 
 
 def _priority_levels(tasks):
@@ -111,56 +122,95 @@ def _ordered(tasks, project):
 
 
 class _Search:
-    """One request's search: tasks given up on (a race for their last slot was lost), and whether another request
-    was working on a candidate at the same time (then its status may have moved: search again before saying
-    "nothing left")."""
+    """One request's search: whom for; tasks given up on (their last slot went to another request meanwhile);
+    tasks another request was working on when tried (`busy`), and whether there were any (`contended`: then a
+    search that found nothing runs again before answering "nothing left")."""
 
-    def __init__(self):
+    def __init__(self, annotator):
+        self.annotator = annotator
         self.passed = set()
+        self.busy = []
         self.contended = False
+        self._profile = None
+
+    def languages_and_skills(self):
+        if self._profile is None:
+            profile = getattr(self.annotator, "profile", None)
+            self._profile = (set(profile.languages or []) if profile else set(),
+                             set((profile.skills or {}).keys()) if profile else set())
+        return self._profile
 
 
-def _open_candidates(project, annotator, batch, status, languages, skills, search):
-    tasks = Task.objects.filter(batch=batch, status=status, is_gold=False).exclude(
-        pk__in=Assignment.objects.filter(annotator=annotator, task__batch=batch).values("task_id"))
+def _assign(task_id, search, skip_locked=False):
+    """The assignment of this task to the search's annotator; None when another request holds the task (with
+    `skip_locked`) or when its slot went to someone else meanwhile (then it is not tried again)."""
+    try:
+        return services.assignment_assign(task=Task(pk=task_id), annotator=search.annotator,
+                                          skip_locked=skip_locked)
+    except TransitionError:
+        search.passed.add(task_id)
+        return None
+
+
+def _open_candidates(project, batch, status, search):
+    tasks = Task.objects.filter(batch=batch, status=status, is_gold=False).filter(
+        ~Exists(Assignment.objects.filter(task=OuterRef("pk"), annotator=search.annotator)))
     if search.passed:
         tasks = tasks.exclude(pk__in=search.passed)
     if status != Task.Status.OPEN:
         taken = (Assignment.objects.filter(task=OuterRef("pk"), status__in=[*Assignment.LIVE, *Assignment.DONE])
                  .order_by().values("task").annotate(n=Count("id")).values("n"))
-        tasks = tasks.alias(taken=Subquery(taken)).filter(Q(taken__lt=project.overlap) | Q(taken__isnull=True))
+        tasks = tasks.alias(taken=Coalesce(Subquery(taken), 0)).filter(taken__lt=project.overlap)
     for ordered in _ordered(tasks, project):
-        # Read a page of candidates without locking it, and lock only the one chosen. Locking the whole page made
-        # every concurrent request skip all of its tasks and answer "nothing left" while work remained.
-        page = list(ordered[:CANDIDATES])
-        task = _take_one(tasks, _preferred(page, languages, skills), search)
-        if task is None and len(page) == CANDIDATES:  # the whole page went meanwhile: the next free task
-            task = _lockable(ordered).first()
-        if task is not None:
-            return task
+        # Read a page of candidates without locking it, and lock only the one being assigned. Locking the whole
+        # page made every concurrent request skip all of its tasks and answer "nothing left" while work remained.
+        page = list(ordered.values_list("pk", "priority", LANGUAGE, SKILL)[:CANDIDATES])
+        assignment = _take_one(_preferred(page, search), search)
+        if assignment is None and len(page) == CANDIDATES:  # the whole page went meanwhile: the next free task
+            assignment = _take_first_free(ordered, search)
+        if assignment is not None:
+            return assignment
     return None
 
 
-def _take_one(tasks, candidates, search):
-    """Lock and return the first candidate that still qualifies (the conditions of `tasks` are re-checked), trying
-    them in order; None when none does.
+def _take_one(task_ids, search):
+    """Assign the first candidate that nobody else holds and that still has a slot, trying them in order; tasks
+    another request holds are skipped (SKIP LOCKED), so that concurrent requests spread over different tasks
+    without waiting, and remembered in `search.busy`."""
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    for task_id in task_ids:
+        if task_id in search.passed:
+            continue
+        assignment = _assign(task_id, search, skip_locked=skip_locked)
+        if assignment is not None:
+            return assignment
+        if task_id not in search.passed:
+            search.contended = True
+            search.busy.append(task_id)
+    return None
 
-    SKIP LOCKED first, so that concurrent requests spread over different tasks without waiting. A candidate that
-    another request holds is waited for only when nothing else is free, and taken if it still qualifies once that
-    request is done (with overlap > 1 it may have a slot left): skipping it would answer "nothing left" wrongly.
-    """
-    busy = []
-    for task in candidates:
-        locked = _lockable(tasks.filter(pk=task.pk)).first()
-        if locked is not None:
-            return locked
-        search.contended = True
-        if connection.features.has_select_for_update_skip_locked and tasks.filter(pk=task.pk).exists():
-            busy.append(task)
-    for task in busy:
-        locked = tasks.filter(pk=task.pk).select_for_update(of=("self",)).first()
-        if locked is not None:
-            return locked
+
+def _take_first_free(ordered, search):
+    """The first task further on that nobody holds (SKIP LOCKED), re-checked under its lock."""
+    for _attempt in range(CANDIDATES):
+        with transaction.atomic():  # a lost race rolls back to here, which releases the lock taken below
+            task_id = _lockable(ordered.exclude(pk__in=search.passed)).values_list("pk", flat=True).first()
+            if task_id is None:
+                return None
+            assignment = _assign(task_id, search)
+        if assignment is not None:
+            return assignment
+    return None
+
+
+def _busy_assign(search):
+    """Nothing else is free: wait for the tasks other requests held, and take one if it still has a slot (with
+    overlap > 1 it may). No lock is held while waiting: every failed attempt rolled back its own."""
+    for task_id in search.busy:
+        if task_id not in search.passed:
+            assignment = _assign(task_id, search)
+            if assignment is not None:
+                return assignment
     return None
 
 
@@ -179,47 +229,50 @@ def _gold_candidate(project, annotator, passed=()):
     return None
 
 
+def _gold_assign(project, search):
+    """A gold task for the annotator, or None (none left, or its slot went meanwhile: then it is passed)."""
+    with transaction.atomic():
+        task = _gold_candidate(project, search.annotator, search.passed)
+        if task is None:
+            return None
+        try:
+            return services.assignment_assign(task=task, annotator=search.annotator)
+        except TransitionError:
+            search.passed.add(task.pk)
+            return None
+
+
 def next_task_assign(*, project, annotator, now=None):
     """The annotator's next assignment in `project` (new or one they already hold), or None when nothing is left."""
     require_project_perm(annotator, project, ANNOTATE)
     now = now or timezone.now()
     _expire_due_in_project(project, now)
-    held = _held(project, annotator, now)
-    if held is not None:
-        return held
-    rework = _rework(project, annotator)
-    if rework is not None:
-        return rework
-    profile = getattr(annotator, "profile", None)
-    languages = set(profile.languages or []) if profile else set()
-    skills = set((profile.skills or {}).keys()) if profile else set()
-    search = _Search()
+    current = _held_or_rework(project, annotator, now)
+    if current is not None:
+        return current
+    search = _Search(annotator)
     for _attempt in range(ASSIGN_ATTEMPTS):
-        search.contended = False
-        with transaction.atomic():
-            task = _gold_candidate(project, annotator, search.passed) if _gold_due(project, annotator) else None
-            if task is None:
-                task = _open_task(project, annotator, languages, skills, search)
-            if task is None:
-                if search.contended:
-                    continue  # others were taking candidates meanwhile: what they left may sit elsewhere now
-                return None
-            try:
-                return services.assignment_assign(task=task, annotator=annotator)
-            except TransitionError:
-                # Another annotator took its last slot between our read and our lock: look again, elsewhere.
-                search.passed.add(task.pk)
+        search.contended, search.busy = False, []
+        # Each try is its own short transaction (inside assignment_assign): a task is locked only while it is
+        # being assigned.
+        assignment = _gold_assign(project, search) if _gold_due(project, annotator) else None
+        if assignment is None:
+            assignment = _open_assign(project, search) or _busy_assign(search)
+        if assignment is not None:
+            return assignment
+        if not search.contended:
+            return None
     return None
 
 
-def _open_task(project, annotator, languages, skills, search):
+def _open_assign(project, search):
     batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
     # With overlap > 1, started tasks with a free slot go first so that tasks finish.
     statuses = ([Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD, Task.Status.OPEN]
                 if project.overlap > 1 else [Task.Status.OPEN])
     for batch in batches:
         for status in statuses:
-            task = _open_candidates(project, annotator, batch, status, languages, skills, search)
-            if task is not None:
-                return task
+            assignment = _open_candidates(project, batch, status, search)
+            if assignment is not None:
+                return assignment
     return None
