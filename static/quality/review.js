@@ -108,7 +108,9 @@
   async function loadSiblings() {
     $("pairwise").hidden = true; state.waiting = [];
     if (config.overlap < 2) return;
-    const answer = await api("GET", "tasks/" + state.task.id + "/annotations/?page_size=100");
+    let answer;
+    try { answer = await api("GET", "tasks/" + state.task.id + "/annotations/?page_size=100"); }
+    catch (e) { return; }  // the side-by-side view is an aid: without it the annotation can still be decided
     if (answer.status !== 200) return;
     state.waiting = answer.data.results.filter((x) => x.is_current && ["submitted", "escalated"].includes(x.status) && x.needs_review);
     if (state.waiting.length < 2) return;
@@ -130,20 +132,29 @@
   }
 
   /* --- decisions ------------------------------------------------------------------------------------------------ */
-  async function decide(annotation, body) {
+  async function send(path, body) {
+    // One decision, one Idempotency-Key: a retry after a lost answer is replayed by the server, never applied twice.
+    const key = uuid();
+    for (let attempt = 0; ; attempt += 1) {
+      try { return await api("POST", path, body, {"Idempotency-Key": key}); }
+      catch (e) {
+        if (attempt > 5) return null;
+        status(t("Connection lost. Retrying in a few seconds…"), "warn");
+        await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+      }
+    }
+  }
+  async function submitDecision(path, body) {
     if (state.busy) return;
     state.busy = true; showErrors([]); status(t("Saving the decision…"));
-    const key = uuid();
     let answer;
-    for (let attempt = 0; ; attempt += 1) {
-      try { answer = await api("POST", "annotations/" + annotation.id + "/review/", body, {"Idempotency-Key": key}); break; }
-      catch (e) { if (attempt > 5) { status(t("Connection lost; the decision was not saved."), "error"); state.busy = false; return; } await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt)); }
-    }
-    state.busy = false;
+    try { answer = await send(path, body); } finally { state.busy = false; }
+    if (answer === null) { status(t("Connection lost; the decision was not saved."), "error"); return; }
     if (answer.status === 201 || answer.status === 200) { status(t("Saved."), "ok"); loadNext(); return; }
     showErrors(errorsOf(answer)); status("", "");
     if (answer.status === 409) setTimeout(loadNext, 1500);
   }
+  const decide = (annotation, body) => submitDecision("annotations/" + annotation.id + "/review/", body);
   const approve = () => decide(state.annotation, {decision: "approve"});
 
   function openReject(target) {
@@ -188,14 +199,7 @@
   }
   function cancelFix() { setMode("read"); render(); status(""); }
 
-  async function resolve(body) {
-    if (state.busy) return;
-    state.busy = true; showErrors([]);
-    const answer = await api("POST", "tasks/" + state.task.id + "/review/pairwise/", body, {"Idempotency-Key": uuid()});
-    state.busy = false;
-    if (answer.status === 200 || answer.status === 201) { status(t("Saved."), "ok"); loadNext(); return; }
-    showErrors(errorsOf(answer));
-  }
+  const resolve = (body) => submitDecision("tasks/" + state.task.id + "/review/pairwise/", body);
   const pick = (a) => resolve({annotation: a.id});
 
   function onKey(event) {
