@@ -14,7 +14,9 @@ def project_list(*, user, perm=VIEW):
         return Project.objects.none()
     if user.is_superuser:
         return Project.objects.all()
-    return get_objects_for_user(user, f"projects.{perm}", klass=Project, accept_global_perms=True)
+    # Only object permissions count: the managers' group holds model-wide permissions so that its members can
+    # open the admin at all, and those must not open every project to them.
+    return get_objects_for_user(user, f"projects.{perm}", klass=Project, accept_global_perms=False)
 
 
 def project_get(*, user, project_id, perm=VIEW):

@@ -58,6 +58,56 @@ def membership_permissions_sync(*, project, user):
             assign_perm(f"projects.{perm}", user, project)
         else:
             remove_perm(f"projects.{perm}", user, project)
+    user.evict_obj_perms_cache()  # this user object's next permission question reads them afresh
+    managers_group_sync(user)
+
+
+MANAGERS_GROUP = "Project managers"
+# What a manager does in the admin; which objects they see is scoped per project by the admin itself.
+MANAGER_MODEL_PERMISSIONS = {
+    "projects": {"project": "view change", "guideline": "view add", "batch": "view add change",
+                 "qualitygate": "view add change", "membership": "view add change delete"},
+    "tasks": {"task": "view change", "assignment": "view", "annotation": "view", "taskevent": "view",
+              "clarification": "view change"},
+    "quality": {"errortype": "view add change", "review": "view", "metricsnapshot": "view", "alert": "view change",
+                "webhook": "view add change delete", "webhookdelivery": "view"},
+    "annotators": {"annotatorprofile": "view add change"},
+    "auth": {"user": "view"},
+}
+
+
+def managers_group():
+    """The group that lets project managers into the admin (created with its permissions on first use)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, created = Group.objects.get_or_create(name=MANAGERS_GROUP)
+    if created:
+        codenames = [(app, f"{action}_{model}") for app, models in MANAGER_MODEL_PERMISSIONS.items()
+                     for model, actions in models.items() for action in actions.split()]
+        group.permissions.set(Permission.objects.filter(_permissions_q(codenames)))
+    return group
+
+
+def _permissions_q(codenames):
+    from django.db.models import Q
+
+    query = Q(pk__in=[])
+    for app, codename in codenames:
+        query |= Q(content_type__app_label=app, codename=codename)
+    return query
+
+
+def managers_group_sync(user):
+    """A manager of any project works in the admin: staff status and the managers' group. Losing the last
+    manager role removes the group (staff status stays: an admin may have granted it for other reasons)."""
+    group = managers_group()
+    if Membership.objects.filter(user=user, role=Membership.Role.MANAGER).exists():
+        if not user.is_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        user.groups.add(group)
+    else:
+        user.groups.remove(group)
 
 
 @records_actor
@@ -265,6 +315,7 @@ def _deliverable_check(batch):
         _gates_refuse(batch, breached, BS.DELIVERED)
 
 
+@records_actor
 def batch_deliver_check(*, batch, actor):
     """Raise what batch_deliver would raise, changing nothing (an export checks before it streams)."""
     batch = Batch.objects.select_related("project").get(pk=batch.pk)

@@ -179,7 +179,9 @@ def test_no_garbage_body_to_any_writing_endpoint_gives_a_500(world, api):
             if method == "get":
                 continue
             entry = EXPECTED[(name, method)]
-            role = next(r for r in ("annotator", "reviewer", "manager", "admin") if entry["statuses"][r] < 300)
+            # The first role allowed to use it (a 409 is allowed too: the world's state refuses the transition).
+            role = next(r for r in ("annotator", "reviewer", "manager", "admin")
+                        if entry["statuses"][r] < 300 or entry["statuses"][r] == 409)
             client = world.client(role)
             url = fill(route, world, entry.get("path", {}))
             for body in GARBAGE_BODIES:
