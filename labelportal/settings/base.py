@@ -98,6 +98,9 @@ AUTHENTICATION_BACKENDS = [
     "guardian.backends.ObjectPermissionBackend",
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row; anonymous visitors see nothing
+# guardian reads all of a user's object permissions once per user object (a request reads its user afresh), instead
+# of two queries for every permission question: a next-task request asked the same question three times.
+GUARDIAN_AUTO_PREFETCH = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
