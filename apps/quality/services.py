@@ -128,6 +128,40 @@ def progress_latest(project):
             .order_by("-computed_at").first())
 
 
+# --- quality figures: the engine computes, the gates judge ---------------------------------------------------------
+
+
+def quality_recompute_full(*, project_id):
+    """The full pass of one project: every figure recomputed (apps.quality.engine), then its gates, throughput and
+    outlier alerts. Returns the quality snapshot, None for a project that no longer exists."""
+    from . import engine, gates
+
+    snapshot = engine.project_quality_recompute(project_id)
+    if snapshot is None:
+        return None
+    gates.project_alerts_evaluate(snapshot.project)
+    gates.gates_evaluate(snapshot.project)
+    return snapshot
+
+
+def quality_refresh(*, project_id, debounce_seconds=None):
+    """What follows the events of a project (chained after its progress recompute): the tasks they touched are
+    updated incrementally and the gates re-evaluated; a full pass instead when the last one is older than
+    QUALITY_RECOMPUTE_DEBOUNCE_SECONDS (or the figures no longer fit the project). Returns "full",
+    "incremental", or None for a project that no longer exists."""
+    from . import engine, gates
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    if engine.full_recompute_due(project, debounce_seconds=debounce_seconds):
+        quality_recompute_full(project_id=project_id)
+        return "full"
+    engine.quality_events_apply(project)
+    gates.gates_evaluate(project)
+    return "incremental"
+
+
 @records_actor
 def alert_acknowledge(*, alert, actor):
     """A manager has seen the alert: open → acknowledged, with who and when."""

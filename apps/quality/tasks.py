@@ -10,13 +10,55 @@ from apps.projects.models import Project
 from . import services
 
 
-@shared_task(acks_late=True)
-def progress_recompute(project_id):
-    """Recompute one project's progress counters into a MetricSnapshot."""
+def _same_queue(task):
+    """The queue the running task came from (a real worker), so that the work it chains stays there; None when it
+    runs eagerly."""
+    if task.request.is_eager:
+        return None
+    return (task.request.delivery_info or {}).get("routing_key") or None
+
+
+@shared_task(bind=True, acks_late=True)
+def progress_recompute(self, project_id):
+    """Recompute one project's progress counters into a MetricSnapshot, then have its quality figures follow."""
     with acting_as(None):
         if not Project.objects.filter(pk=project_id).exists():
             return None
-        return services.progress_snapshot_write(project_id=project_id).pk
+        pk = services.progress_snapshot_write(project_id=project_id).pk
+    quality_refresh.apply_async((project_id,), queue=_same_queue(self))
+    return pk
+
+
+@shared_task(acks_late=True)
+def quality_refresh(project_id):
+    """After events: incremental quality update and gates, or a full pass when the last is older than the debounce
+    (QUALITY_RECOMPUTE_DEBOUNCE_SECONDS)."""
+    with acting_as(None):
+        return services.quality_refresh(project_id=project_id)
+
+
+@shared_task(acks_late=True)
+def quality_recompute(project_id):
+    """Full recompute of one project's quality figures, gates and alerts. Idempotent; safe twice at once."""
+    with acting_as(None):
+        snapshot = services.quality_recompute_full(project_id=project_id)
+        return snapshot.pk if snapshot is not None else None
+
+
+@shared_task(acks_late=True)
+def quality_recompute_all():
+    """The periodic full pass (beat, every 10 minutes): corrects whatever the incremental updates missed."""
+    for project_id in Project.objects.values_list("pk", flat=True):
+        quality_recompute.delay(project_id)
+
+
+@shared_task(acks_late=True)
+def quality_task_update(task_id):
+    """One task's agreement/consensus snapshot and its share of the project's agreement."""
+    from .engine import task_quality_update
+
+    with acting_as(None):
+        return task_quality_update(task_id) is not None
 
 
 def progress_recompute_soon(project_id):

@@ -1,0 +1,230 @@
+"""Quality gates and alerts, evaluated by workers after each recompute (METRICS.md "Gates", DESIGN.md "Quality").
+
+A gate reads its figure from the latest quality snapshot of its scope (the project, or its batch): below
+`min_samples` it is pending, otherwise passing or breached. A breach raises one live alert per gate for as long as
+it lasts (the database's `alert_one_live_per_gate` refuses a second one), announced once by e-mail to the project's
+managers and by the webhook event `alert.raised`; when the gate passes again the alert is resolved. A batch in
+review guarded by a breached gate is blocked. Throughput dips and outlier annotators raise alerts the same way,
+one live alert per (project, kind, subject).
+
+Alert and e-mail texts are English data, not interface strings: they are not in the translation catalogues.
+"""
+
+import logging
+import re
+from datetime import datetime, time, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.core.mail import send_mass_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.db.models.functions import TruncDay
+from django.utils import timezone
+
+from apps.core.errors import TransitionError
+from apps.projects.models import Batch, Membership, QualityGate
+from apps.tasks.models import TaskEvent
+
+from .engine import ANNOTATORS, QUALITY, SCOPE, project_lock, snapshot_latest
+from .models import Alert
+
+logger = logging.getLogger(__name__)
+
+LIVE = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
+SUBMISSION_EVENTS = (TaskEvent.Type.SUBMITTED, TaskEvent.Type.RESUBMITTED)
+_OUTLIER_SUBJECT = re.compile(r"^Annotator #(\d+) ")
+
+
+def throughput_dip_ratio():
+    """A dip is a last complete day below this share of the trailing 7-day mean (METRICS.md: 50 %)."""
+    return float(getattr(settings, "QUALITY_THROUGHPUT_DIP_RATIO", 0.5))
+
+
+# --- announcing -----------------------------------------------------------------------------------------------------
+
+def _alert_payload(alert):
+    return {"alert": alert.pk, "kind": alert.kind, "severity": alert.severity, "project": alert.project_id,
+            "batch": alert.batch_id, "gate": alert.gate_id, "message": alert.message, "state": alert.state}
+
+
+def _alert_announce(alert):
+    """E-mail the project's managers and notify webhooks, once the raising transaction has committed."""
+    from .services import webhooks_notify
+
+    webhooks_notify(project_id=alert.project_id, event="alert.raised", payload=_alert_payload(alert))
+    recipients = sorted({m.user.email for m in Membership.objects.filter(
+        project_id=alert.project_id, role=Membership.Role.MANAGER, user__is_active=True).select_related("user")
+        if m.user.email})
+    if not recipients:
+        return
+    project = alert.project
+    subject = f"[LabelPortal] {project.name}: {alert.get_kind_display()}"
+    body = (f"{alert.message}\n\nProject: {project.name}\nAlert #{alert.pk} ({alert.severity}), raised "
+            f"{alert.created_at:%Y-%m-%d %H:%M} UTC. Acknowledge it in the portal or with "
+            f"POST /api/v1/alerts/{alert.pk}/acknowledge/.\n")
+    messages = [(subject, body, settings.DEFAULT_FROM_EMAIL, [address]) for address in recipients]
+    # robust: a mail server that is down must not undo the alert (it is in the portal either way).
+    transaction.on_commit(lambda: send_mass_mail(messages, fail_silently=False), robust=True)
+
+
+def _alert_raise(*, project, kind, message, severity, batch=None, gate=None):
+    """Create and announce an alert; None when a live one for the same gate already exists (a concurrent twin)."""
+    try:
+        with transaction.atomic():  # a savepoint: the unique constraint may refuse a second live alert of a gate
+            alert = Alert.objects.create(kind=kind, severity=severity, project=project, batch=batch, gate=gate,
+                                         message=message)
+    except IntegrityError:
+        return None
+    _alert_announce(alert)
+    return alert
+
+
+def _alert_resolve(alert, now):
+    alert.state = Alert.State.RESOLVED
+    alert.resolved_at = now
+    alert.save(update_fields=["state", "resolved_at", "updated_at"])
+    return alert
+
+
+# --- gates ----------------------------------------------------------------------------------------------------------
+
+def gate_state(gate, figure):
+    """pending below the minimum sample (or without a value), else passing or breached."""
+    value, n = (figure or {}).get("value"), int((figure or {}).get("n") or 0)
+    if value is None or n < gate.min_samples:
+        return QualityGate.State.PENDING, value, n
+    return (QualityGate.State.PASSING if gate.passes(value) else QualityGate.State.BREACHED), value, n
+
+
+def _gate_message(gate, value, n):
+    scope = f"batch “{gate.batch.name}”" if gate.batch_id else "the project"
+    return (f"Quality gate breached on {scope}: {gate.get_metric_display()} is {value:.3f}, required "
+            f"{gate.get_comparator_display()} {gate.threshold:g} (over {n} samples).")
+
+
+def gates_evaluate(project, *, now=None):
+    """Evaluate every active gate of the project from the latest snapshots; raise, keep or resolve their alerts and
+    block the batches in review that a breached gate guards. Returns the gates."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        project_lock(project.pk)
+        latest = snapshot_latest(project, QUALITY)
+        figures = {None: (latest.values.get("figures", {}) if latest else {})}
+        gates = list(QualityGate.objects.filter(project=project, is_active=True).select_related("batch", "project"))
+        for gate in gates:
+            if gate.batch_id not in figures:
+                snapshot = snapshot_latest(project, QUALITY, scope=SCOPE.BATCH, batch_id=gate.batch_id)
+                figures[gate.batch_id] = snapshot.values.get("figures", {}) if snapshot else {}
+            state, value, n = gate_state(gate, figures[gate.batch_id].get(gate.metric))
+            if (gate.state, gate.last_value, gate.last_n) != (state, value, n):
+                gate.state, gate.last_value, gate.last_n, gate.evaluated_at = state, value, n, now
+                gate.save(update_fields=["state", "last_value", "last_n", "evaluated_at", "updated_at"])
+            else:  # the same verdict again: note when, without a history row per event
+                QualityGate.objects.filter(pk=gate.pk).update(evaluated_at=now)
+                gate.evaluated_at = now
+            live = Alert.objects.filter(gate=gate, state__in=LIVE).first()
+            if state == QualityGate.State.BREACHED and live is None:
+                _alert_raise(project=project, kind=Alert.Kind.GATE_BREACH, severity=Alert.Severity.CRITICAL,
+                             batch=gate.batch, gate=gate, message=_gate_message(gate, value, n))
+            elif state == QualityGate.State.PASSING and live is not None:
+                _alert_resolve(live, now)
+        _batches_block(project, gates)
+    return gates
+
+
+def _batches_block(project, gates):
+    """in_review → blocked for every batch that a breached gate guards (its own gates and the project's)."""
+    from apps.projects.services import batch_block
+
+    breached = [gate for gate in gates if gate.state == QualityGate.State.BREACHED]
+    if not breached:
+        return
+    for batch in Batch.objects.filter(project=project, status=Batch.Status.IN_REVIEW):
+        guarding = [gate for gate in breached if gate.batch_id in (None, batch.pk)]
+        if guarding:
+            try:
+                batch_block(batch=batch, actor=None, gates=guarding)
+            except TransitionError:  # it left review meanwhile (completed, overridden): nothing to block
+                logger.info("batch %s left review before it could be blocked", batch.pk)
+
+
+# --- throughput dips and outlier annotators ------------------------------------------------------------------------
+
+def throughput_dip(project, *, now=None, ratio=None):
+    """The last complete UTC day's submissions against the mean of the 7 days before it.
+
+    Returns {"day", "submitted", "trailing_mean", "dip"}: a dip is a day below `ratio` (default 0.5) × the mean,
+    when there was throughput to fall from (a mean above 0).
+    """
+    now = now or timezone.now()
+    ratio = throughput_dip_ratio() if ratio is None else ratio
+    today = now.astimezone(dt_timezone.utc).date()
+    last = today - timedelta(days=1)
+    start = datetime.combine(last - timedelta(days=7), time.min, tzinfo=dt_timezone.utc)
+    end = datetime.combine(today, time.min, tzinfo=dt_timezone.utc)
+    per_day = {row["day"].date(): row["n"] for row in
+               TaskEvent.objects.filter(project=project, type__in=SUBMISSION_EVENTS, at__gte=start, at__lt=end)
+               .annotate(day=TruncDay("at", tzinfo=dt_timezone.utc)).values("day").annotate(n=Count("id"))
+               .order_by()}
+    trailing = sum(per_day.get(last - timedelta(days=d), 0) for d in range(1, 8)) / 7
+    submitted = per_day.get(last, 0)
+    return {"day": last.isoformat(), "submitted": submitted, "trailing_mean": trailing,
+            "dip": trailing > 0 and submitted < ratio * trailing}
+
+
+def _work_remaining(project):
+    # A project with nothing left to annotate has no throughput to dip: no alert then.
+    progress = snapshot_latest(project, "progress")
+    remaining = ((progress.values.get("eta") or {}).get("remaining_annotations") if progress else None)
+    return remaining is None or remaining > 0
+
+
+def throughput_alert_evaluate(project, *, now=None):
+    now = now or timezone.now()
+    figure = throughput_dip(project, now=now)
+    dip = figure["dip"] and _work_remaining(project)
+    live = Alert.objects.filter(project=project, kind=Alert.Kind.THROUGHPUT_DIP, state__in=LIVE).first()
+    if dip and live is None:
+        return _alert_raise(
+            project=project, kind=Alert.Kind.THROUGHPUT_DIP, severity=Alert.Severity.WARNING,
+            message=(f"Throughput dip: {figure['submitted']} submissions on {figure['day']} (UTC), below "
+                     f"{throughput_dip_ratio():.0%} of the trailing 7-day mean ({figure['trailing_mean']:.1f} a day)."))
+    if not dip and live is not None:
+        _alert_resolve(live, now)
+    return live
+
+
+def outlier_alerts_evaluate(project, *, now=None):
+    """One live alert per flagged annotator (from the annotators snapshot); resolved once the flags are gone."""
+    now = now or timezone.now()
+    snapshot = snapshot_latest(project, ANNOTATORS)
+    flagged = {row["annotator_id"]: row for row in (snapshot.values.get("annotators", []) if snapshot else [])
+               if row.get("flags")}
+    live = {}
+    for alert in Alert.objects.filter(project=project, kind=Alert.Kind.OUTLIER_ANNOTATOR, state__in=LIVE):
+        match = _OUTLIER_SUBJECT.match(alert.message)
+        if match:
+            live[int(match.group(1))] = alert
+    raised = []
+    for annotator_id, row in sorted(flagged.items()):
+        message = (f"Annotator #{annotator_id} ({row.get('username')}) is far from the team: "
+                   f"{', '.join(row['flags'])} (robust z-score beyond 3 over at least 20 tasks).")
+        alert = live.get(annotator_id)
+        if alert is None:
+            raised.append(_alert_raise(project=project, kind=Alert.Kind.OUTLIER_ANNOTATOR,
+                                       severity=Alert.Severity.WARNING, message=message))
+        elif alert.message != message:  # other flags now: the same live alert says so
+            alert.message = message
+            alert.save(update_fields=["message", "updated_at"])
+    for annotator_id, alert in live.items():
+        if annotator_id not in flagged:
+            _alert_resolve(alert, now)
+    return raised
+
+
+def project_alerts_evaluate(project, *, now=None):
+    """The alerts of a full recompute besides the gates: throughput dips and outlier annotators."""
+    with transaction.atomic():
+        project_lock(project.pk)
+        throughput_alert_evaluate(project, now=now)
+        outlier_alerts_evaluate(project, now=now)
