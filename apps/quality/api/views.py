@@ -34,7 +34,12 @@ class ProjectMetricsView(APIView):
         values, computed_at = _progress_values(project)
         quality = selectors.snapshot_latest(project=project, kind="quality")
         quality_values = quality.values if quality else {}
+        # Before the first quality pass the review rates of the progress snapshot stand in.
         review = values.get("review", {})
+
+        def figure(name):
+            return quality_values[name] if name in quality_values else review.get(name)
+
         return Response({
             "progress": {"total": values.get("total"), "by_status": values.get("by_status", {}),
                          "accepted_pct": values.get("accepted_pct"), "eta": values.get("eta", {}).get("date"),
@@ -43,9 +48,14 @@ class ProjectMetricsView(APIView):
             "quality": {
                 "agreement": quality_values.get("agreement", NO_AGREEMENT),
                 "gold_accuracy": quality_values.get("gold_accuracy"),
-                "acceptance_rate": review.get("acceptance_rate"),
-                "rework_rate": review.get("rework_rate"),
-                "error_types": review.get("error_types", {}),
+                "acceptance_rate": figure("acceptance_rate"),
+                "rework_rate": figure("rework_rate"),
+                "sanity_pass_rate": quality_values.get("sanity_pass_rate"),
+                "fleiss_kappa": quality_values.get("fleiss_kappa"),
+                "samples": quality_values.get("samples", {}),
+                "error_types": figure("error_types") or {},
+                "error_types_by_label": quality_values.get("error_types_by_label", {}),
+                "computed_at": quality.computed_at if quality else None,
             },
             "computed_at": computed_at,
         })
@@ -64,6 +74,8 @@ class ProjectAnnotatorsView(APIView):
         page = paginator.paginate_queryset(rows, request, view=self)
         response = paginator.get_paginated_response(page)
         response.data["computed_at"] = snapshot.computed_at if snapshot else None
+        response.data["reviewers"] = snapshot.values.get("reviewers", []) if snapshot else []
+        response.data["distribution"] = snapshot.values.get("distribution", {}) if snapshot else {}
         return response
 
 
@@ -95,8 +107,13 @@ class ProjectAgreementView(APIView):
             raise PermissionDenied("Agreement figures are for the project's managers and reviewers.")
         snapshot = selectors.snapshot_latest(project=project, kind="agreement")
         values = snapshot.values if snapshot else {}
+        pairwise = values.get("pairwise", {"annotators": [], "matrix": []})
+        if not has_project_perm(request.user, project, MANAGE):
+            # Performance data is for coaching (DESIGN.md "Governance"): reviewers see the matrix, not who is who.
+            pairwise = {**{k: v for k, v in pairwise.items() if k != "annotator_ids"},
+                        "annotators": [f"Annotator {i}" for i in range(1, len(pairwise.get("annotators", [])) + 1)]}
         return Response({"overall": values.get("overall", NO_AGREEMENT), "per_label": values.get("per_label", {}),
-                         "pairwise": values.get("pairwise", {"annotators": [], "matrix": []}),
+                         "fleiss_kappa": values.get("fleiss_kappa"), "pairwise": pairwise,
                          "computed_at": snapshot.computed_at if snapshot else None})
 
 
