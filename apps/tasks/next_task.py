@@ -152,12 +152,16 @@ def _assign(task_id, search, skip_locked=False):
         return None
 
 
-def _open_candidates(project, batch, status, search):
-    tasks = Task.objects.filter(batch=batch, status=status, is_gold=False).filter(
+# Tasks someone started that may still have a free slot (with overlap > 1), served before fresh ones.
+STARTED = (Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD)
+
+
+def _open_candidates(project, batch, statuses, search):
+    tasks = Task.objects.filter(batch=batch, status__in=statuses, is_gold=False).filter(
         ~Exists(Assignment.objects.filter(task=OuterRef("pk"), annotator=search.annotator)))
     if search.passed:
         tasks = tasks.exclude(pk__in=search.passed)
-    if status != Task.Status.OPEN:
+    if Task.Status.OPEN not in statuses:  # an open task has no live or submitted assignment
         taken = (Assignment.objects.filter(task=OuterRef("pk"), status__in=[*Assignment.LIVE, *Assignment.DONE])
                  .order_by().values("task").annotate(n=Count("id")).values("n"))
         tasks = tasks.alias(taken=Coalesce(Subquery(taken), 0)).filter(taken__lt=project.overlap)
@@ -267,12 +271,12 @@ def next_task_assign(*, project, annotator, now=None):
 
 def _open_assign(project, search):
     batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
-    # With overlap > 1, started tasks with a free slot go first so that tasks finish.
-    statuses = ([Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD, Task.Status.OPEN]
-                if project.overlap > 1 else [Task.Status.OPEN])
+    # With overlap > 1, started tasks with a free slot go first so that tasks finish; one query reads them all
+    # (they are few: no more than the work in hand), by priority like the fresh ones.
+    groups = [STARTED, (Task.Status.OPEN,)] if project.overlap > 1 else [(Task.Status.OPEN,)]
     for batch in batches:
-        for status in statuses:
-            assignment = _open_candidates(project, batch, status, search)
+        for statuses in groups:
+            assignment = _open_candidates(project, batch, statuses, search)
             if assignment is not None:
                 return assignment
     return None
