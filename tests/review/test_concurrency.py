@@ -22,6 +22,13 @@ REVIEWERS = 12
 TASKS = 60
 
 
+@pytest.fixture(autouse=True)
+def _no_progress_figures(monkeypatch):
+    """Each transition recomputes the project's progress after commit (eagerly in tests), and those recomputations
+    queue up on one snapshot row: they are not under test here, and would make these tests slow."""
+    monkeypatch.setattr(services, "_after_commit_refresh", lambda project_id: None)
+
+
 def run_at_once(reviewers, work):
     """Run `work(reviewer)` in one thread per reviewer, all released together; return the errors they raised."""
     barrier = threading.Barrier(len(reviewers))
