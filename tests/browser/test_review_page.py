@@ -105,29 +105,41 @@ def select_text(page, text):
 # --- approve, reject, and the annotator's rework ---------------------------------------------------------------------
 
 
-def test_approve_with_the_a_key(page, live_server):
-    # given two submissions waiting
-    desk = Desk(n=2)
+def test_approve_with_the_a_key_resubmissions_first(page, live_server):
+    # given two first submissions waiting and, submitted last, a resubmission after a rejection
+    desk = Desk(n=3)
     first = desk.submit(desk.tasks[0], desk.annotators[0], {"label": "cat"}, notes="Looks like a cat to me")
     second = desk.submit(desk.tasks[1], desk.annotators[1], {"label": "dog"})
+    rejected = desk.submit(desk.tasks[2], desk.annotators[0], {"label": "dog"})
+    services.review_reject(annotation=rejected, reviewer=desk.lead, error_types=["wrong_label"])
+    resubmitted = services.assignment_resubmit(assignment=rejected.assignment, actor=desk.annotators[0],
+                                               result={"label": "bird"})
     open_review(page, desk)
 
-    # the page shows the queue, the oldest submission drawn read-only, its author, version and notes
-    expect(page.locator("#queue")).to_contain_text("2 waiting")
+    # the page shows the queue, and the resubmission first, marked as rework
+    expect(page.locator("#queue")).to_contain_text("3 waiting")
+    shown(page, resubmitted)
+    expect(page.locator("#version")).to_have_text("resubmission, version 2")
+    expect(page.locator("#badges")).to_have_text("rework")
+    expect(page.locator("#widget .lp-label[data-value='bird']")).to_have_attribute("aria-pressed", "true")
+    assert decide(page, "a") == 201
+
+    # then the oldest first submission, drawn read-only, with its author, version and notes
     shown(page, first)
     expect(page.locator("#version")).to_have_text("first submission")
+    expect(page.locator("#badges")).to_have_text("")
     expect(page.locator("#notes")).to_have_text("Looks like a cat to me")
     expect(page.locator("#widget .lp-label[data-value='cat']")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#widget .lp-label[data-value='cat']")).to_be_disabled()
-
-    # when the reviewer presses A, the first is approved and the next one is shown
     assert decide(page, "a") == 201
     shown(page, second)
     assert decide(page, "A") == 201
     expect(page.locator("#done")).to_be_visible()
 
-    assert [a.status for a in Annotation.objects.order_by("id")] == ["approved", "approved"]
-    assert set(Review.objects.values_list("reviewer__username", "decision")) == {("reviewer", "approve")}
+    for annotation in (resubmitted, first, second):
+        annotation.refresh_from_db()
+        assert annotation.status == "approved"
+    assert set(Review.objects.filter(reviewer=desk.reviewer).values_list("decision", flat=True)) == {"approve"}
     assert page.js_errors == []
 
 
