@@ -30,6 +30,16 @@
   LP.altKey = (event, letter) => event.altKey && !event.ctrlKey && !event.metaKey
     && (event.code === "Key" + letter.toUpperCase() || (event.key || "").toLowerCase() === letter);
 
+  // Rendering replaces the buttons: give the keyboard focus back to the new twin of the one that had it, or a
+  // keyboard user pressing a label with Space or Enter would be sent back to the top of the page.
+  function keepFocus(container, render) {
+    const active = document.activeElement;
+    const id = active && container.contains(active) ? active.getAttribute("data-focus") : null;
+    render();
+    const twin = id && [...container.querySelectorAll("[data-focus]")].find((node) => node.getAttribute("data-focus") === id);
+    if (twin) twin.focus();
+  }
+
   function svg(tag, attrs) {
     const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
@@ -53,7 +63,8 @@
     const bar = el("div", {class: "lp-labels", role: "group", "aria-label": t("Labels")});
     for (const label of labelsOf(schema)) {
       const button = el("button", {
-        type: "button", class: "lp-label", "data-value": label.value, "aria-pressed": String(isPressed(label.value)),
+        type: "button", class: "lp-label", "data-value": label.value, "data-focus": "label:" + label.value,
+        "aria-pressed": String(isPressed(label.value)),
         disabled: readOnly, style: {"--label-color": label.color}, onclick: () => onPick(label.value),
       }, [label.hotkey ? el("kbd", {text: label.hotkey}) : null, el("span", {text: " " + label.name})]);
       bar.append(button);
@@ -72,7 +83,7 @@
 
     const pressed = (v) => (multiple ? value.has(v) : value === v);
     function render() {
-      holder.replaceChildren(labelButtons(schema, pressed, pick, readOnly));
+      keepFocus(holder, () => holder.replaceChildren(labelButtons(schema, pressed, pick, readOnly)));
     }
     function pick(v) {
       if (readOnly) return;
@@ -270,15 +281,15 @@
     root.append(toolbar, stage, info, list);
 
     function renderToolbar() {
-      toolbar.replaceChildren(
+      keepFocus(toolbar, () => toolbar.replaceChildren(
         labelButtons(schema, (v) => v === current, (v) => setLabel(v), readOnly),
         el("span", {class: "lp-zoom"}, [
-          el("button", {type: "button", onclick: () => setZoom(zoom / 1.25), "aria-label": t("Zoom out"), text: "−"}),
+          el("button", {type: "button", onclick: () => setZoom(zoom / 1.25), "aria-label": t("Zoom out"), text: "−", "data-focus": "zoom-out"}),
           el("output", {text: Math.round(zoom * 100) + "%"}),
-          el("button", {type: "button", onclick: () => setZoom(zoom * 1.25), "aria-label": t("Zoom in"), text: "+"}),
-          readOnly ? null : el("button", {type: "button", onclick: () => addCentered(), text: t("Add box")}),
+          el("button", {type: "button", onclick: () => setZoom(zoom * 1.25), "aria-label": t("Zoom in"), text: "+", "data-focus": "zoom-in"}),
+          readOnly ? null : el("button", {type: "button", onclick: () => addCentered(), text: t("Add box"), "data-focus": "add-box"}),
         ]),
-      );
+      ));
     }
     function setZoom(z) { zoom = Math.min(Math.max(z, 0.25), 8); layout(); renderToolbar(); }
     function layout() { canvas.style.width = (width * zoom) + "px"; canvas.style.height = (height * zoom) + "px"; render(); }
