@@ -112,6 +112,40 @@ def test_classification_with_keyboard_and_mouse(page, live_server):
     assert page.js_errors == []
 
 
+def test_label_and_zoom_buttons_keep_the_keyboard_focus(page, live_server):
+    # Without a mouse or the hotkeys: Tab to a button, Space or Enter presses it, and focus stays put.
+    project, _annotator, tasks = setup_project("classification", {"text": "A purring animal."}, n=1)
+    open_labeling(page, project)
+    expect(pressed(page, "cat")).to_be_focused()        # the page starts on the first label
+    page.keyboard.press("Space")
+    expect(pressed(page, "cat")).to_have_attribute("aria-pressed", "true")
+    expect(pressed(page, "cat")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(pressed(page, "dog")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(pressed(page, "dog")).to_have_attribute("aria-pressed", "true")
+    expect(pressed(page, "dog")).to_be_focused()
+    submit(page, "keyboard")
+    assert result_of(tasks[0]) == {"label": "dog"}
+
+    project, _annotator, _tasks = setup_project("bounding_boxes", {"image": IMAGE, "width": 640, "height": 480}, n=1)
+    page.goto(f"/projects/{project.pk}/label/")
+    expect(page.locator("#task-ref")).to_have_text(re.compile(r"Task \d+"))
+    zoom_in = page.get_by_role("button", name="Zoom in")
+    zoom_in.focus()
+    page.keyboard.press("Enter")
+    expect(zoom_in).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(".lp-zoom output")).to_have_text("156%")
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("button", name="Zoom out")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Space")
+    expect(pressed(page, "person")).to_have_attribute("aria-pressed", "true")
+    expect(pressed(page, "person")).to_be_focused()
+    assert page.js_errors == []
+
+
 # --- multilabel, on an image ----------------------------------------------------------------------------------------
 
 
