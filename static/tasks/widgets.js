@@ -174,6 +174,18 @@
 
     function codePointOffset(node, offset) {
       // DOM offsets count UTF-16 units; spans count code points like Python does.
+      if (!textBox.contains(node)) {
+        // The drag ended outside the text (right of its end, below it, above it): the nearer end of the text.
+        if (node.contains(textBox)) {
+          const at = [...node.childNodes].findIndex((child) => child.contains(textBox));
+          return offset > at ? chars.length : 0;
+        }
+        return textBox.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING ? chars.length : 0;
+      }
+      if (node === textBox) {
+        const segment = textBox.childNodes[offset];
+        return segment ? Number(segment.dataset.start) : chars.length;
+      }
       const segment = node.nodeType === Node.TEXT_NODE ? node.parentElement : node;
       if (!segment || !segment.dataset || segment.dataset.start === undefined) return null;
       const base = Number(segment.dataset.start);
@@ -183,7 +195,8 @@
 
     function mouseSelection() {
       const selection = global.getSelection();
-      if (!selection || selection.isCollapsed || !textBox.contains(selection.anchorNode) || !textBox.contains(selection.focusNode)) return null;
+      // At least one end in the text: a selection elsewhere on the page (the guideline) is not a span.
+      if (!selection || selection.isCollapsed || !(textBox.contains(selection.anchorNode) || textBox.contains(selection.focusNode))) return null;
       let a = codePointOffset(selection.anchorNode, selection.anchorOffset);
       let b = codePointOffset(selection.focusNode, selection.focusOffset);
       if (a === null || b === null) return null;
@@ -193,9 +206,12 @@
       return a < b ? {start: a, end: b} : null;
     }
 
-    textBox.addEventListener("mouseup", () => {
-      const range = mouseSelection();
-      if (range) { cursor = range; selected = -1; render(); }
+    // A drag that starts in the text may end anywhere on the page: listen for that one mouseup on the document.
+    textBox.addEventListener("mousedown", () => {
+      document.addEventListener("mouseup", () => {
+        const range = mouseSelection();
+        if (range) { cursor = range; selected = -1; render(); }
+      }, {once: true});
     });
     textBox.addEventListener("click", (event) => {
       const seg = event.target.closest("[data-span]");
