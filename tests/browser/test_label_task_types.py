@@ -353,6 +353,36 @@ def test_text_spans_keyboard_takes_over_a_partial_mouse_selection(page, live_ser
     assert page.js_errors == []
 
 
+def test_text_spans_a_drag_may_end_past_the_text(page, live_server):
+    # People drag to the end of the text and a little further: right of it, or below it.
+    text = "Ada Lovelace met Charles Babbage in London"
+    project, _annotator, tasks = setup_project("text_spans", {"text": text}, n=1)
+    open_labeling(page, project)
+    info = page.locator(".lp-span-info")
+    text_box = page.locator(".lp-span-text").bounding_box()
+
+    def drag_from(word, x, y):
+        start = word_box(page, word)
+        page.mouse.move(start["left"] + 1, (start["top"] + start["bottom"]) / 2)
+        page.mouse.down()
+        page.mouse.move(x, y, steps=5)
+        page.mouse.up()
+
+    drag_from("London", text_box["x"] + text_box["width"] + 20, text_box["y"] + text_box["height"] / 2)
+    expect(info).to_contain_text("“London”")
+    page.keyboard.press("3")
+    drag_from("Charles", text_box["x"] + 200, text_box["y"] + text_box["height"] + 40)
+    expect(info).to_contain_text("“Charles Babbage in London”")
+    page.keyboard.press("2")
+    submit(page, "keyboard")
+
+    assert result_of(tasks[0]) == {"spans": [
+        {"start": text.index("Charles"), "end": len(text), "label": "ORG"},
+        {"start": text.index("London"), "end": len(text), "label": "LOC"},
+    ]}
+    assert page.js_errors == []
+
+
 # --- bounding boxes ------------------------------------------------------------------------------------------------
 
 
