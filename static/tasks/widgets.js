@@ -388,7 +388,9 @@
         if (d.mode === "draw") { boxes.splice(d.i, 1); selected = -1; }
         render(); return;
       }
-      render(); onChange && onChange(d.before);
+      render();
+      // A click that only selected a box changes nothing: no undo step for it.
+      if (JSON.stringify(snapshot()) !== JSON.stringify(d.before)) onChange && onChange(d.before);
     });
 
     function snapshot() { return {boxes: boxes.map((b) => ({...b}))}; }
