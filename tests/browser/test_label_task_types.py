@@ -468,3 +468,20 @@ def test_bounding_boxes_with_keyboard_and_mouse(page, live_server):
     assert_box(car, (0.125, 0.5, 0.3125, 0.32), "car")
     assert_box(person, (0.67, 0.27, 0.1, 0.37), "person")
     assert page.js_errors == []
+
+
+def test_bounding_boxes_a_click_on_a_box_is_not_an_undo_step(page, live_server):
+    project, _annotator, _tasks = setup_project("bounding_boxes", {"image": IMAGE, "width": 640, "height": 480}, n=1)
+    open_labeling(page, project)
+    boxes = page.locator(".lp-box-overlay rect.lp-box")
+    drag(page, (0.1, 0.1), (0.3, 0.3))
+    drag(page, (0.5, 0.5), (0.7, 0.7))
+    expect(boxes).to_have_count(2)
+    # Clicking the first box selects it and changes nothing: the next Ctrl+Z undoes the second box's drawing.
+    page.mouse.click(*overlay_point(page, 0.2, 0.2))
+    expect(page.locator("#widget .lp-span-list li.selected")).to_have_text(re.compile("^car at 10%"))
+    page.keyboard.press("Control+z")
+    expect(boxes).to_have_count(1)
+    page.keyboard.press("Control+z")
+    expect(boxes).to_have_count(0)
+    assert page.js_errors == []
