@@ -225,11 +225,15 @@
     }
     function tagSelection(value) {
       if (readOnly) return;
-      if (selected >= 0) { spans[selected] = {...spans[selected], label: value}; render(); onChange && onChange(); return; }
+      // Spans with the same label may not overlap (a sanity rule of the server): not when tagging, not when relabelling.
+      const clashes = (range, except) => spans.some((s, i) => i !== except && s.label === value && s.start < range.end && range.start < s.end);
+      if (selected >= 0) {
+        if (clashes(spans[selected], selected)) { info.textContent = t("That overlaps a span with the same label."); return; }
+        spans[selected] = {...spans[selected], label: value}; render(); onChange && onChange(); return;
+      }
       const range = cursor || mouseSelection();
       if (!range) { info.textContent = t("Select some text first."); return; }
-      const clash = spans.some((s) => s.label === value && s.start < range.end && range.start < s.end);
-      if (clash) { info.textContent = t("That overlaps a span with the same label."); return; }
+      if (clashes(range, -1)) { info.textContent = t("That overlaps a span with the same label."); return; }
       spans.push({start: range.start, end: range.end, label: value});
       spans.sort((x, y) => x.start - y.start || x.end - y.end);
       cursor = null;
