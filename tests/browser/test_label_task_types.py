@@ -353,6 +353,28 @@ def test_text_spans_keyboard_takes_over_a_partial_mouse_selection(page, live_ser
     assert page.js_errors == []
 
 
+def test_text_spans_relabelling_may_not_overlap_a_span_of_the_same_label(page, live_server):
+    text = "Ada Lovelace met Charles Babbage"
+    project, _annotator, tasks = setup_project("text_spans", {"text": text}, n=1)
+    open_labeling(page, project)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowRight")
+    page.keyboard.press("1")                             # "Ada Lovelace" PER
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowRight")
+    page.keyboard.press("2")                             # "Lovelace met" ORG: overlaps, another label
+    page.locator("#widget .lp-chip", has_text="Lovelace met").click()
+    page.keyboard.press("1")                             # PER would overlap "Ada Lovelace" PER
+    expect(page.locator(".lp-span-info")).to_have_text("That overlaps a span with the same label.")
+    expect(page.locator("#widget .lp-chip", has_text="Lovelace met")).to_contain_text("ORG")
+    submit(page, "keyboard")
+
+    assert result_of(tasks[0]) == {"spans": [{"start": 0, "end": 12, "label": "PER"},
+                                             {"start": 4, "end": 16, "label": "ORG"}]}
+    assert page.js_errors == []
+
+
 def test_text_spans_a_drag_may_end_past_the_text(page, live_server):
     # People drag to the end of the text and a little further: right of it, or below it.
     text = "Ada Lovelace met Charles Babbage in London"
