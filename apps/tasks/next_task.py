@@ -14,7 +14,7 @@ again before answering "nothing left". SQLite serialises writers instead.
 import random
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -156,15 +156,22 @@ def _assign(task_id, search, skip_locked=False):
 STARTED = (Task.Status.IN_PROGRESS, Task.Status.REWORK, Task.Status.ON_HOLD)
 
 
+def _per_task_count(assignments):
+    """COUNT of `assignments` of the outer task, as a subquery PostgreSQL runs per candidate through the task's
+    index. (A NOT EXISTS became an anti-join that, with the annotator's assignment count underestimated, compared
+    every candidate with every assignment of the annotator: 15 ms at 600 of them, growing with their work.)"""
+    return Coalesce(Subquery(assignments.filter(task=OuterRef("pk")).order_by().values("task")
+                             .annotate(n=Count("id")).values("n")), 0)
+
+
 def _open_candidates(project, batch, statuses, search):
-    tasks = Task.objects.filter(batch=batch, status__in=statuses, is_gold=False).filter(
-        ~Exists(Assignment.objects.filter(task=OuterRef("pk"), annotator=search.annotator)))
+    tasks = (Task.objects.filter(batch=batch, status__in=statuses, is_gold=False)
+             .alias(mine=_per_task_count(Assignment.objects.filter(annotator=search.annotator))).filter(mine=0))
     if search.passed:
         tasks = tasks.exclude(pk__in=search.passed)
     if Task.Status.OPEN not in statuses:  # an open task has no live or submitted assignment
-        taken = (Assignment.objects.filter(task=OuterRef("pk"), status__in=[*Assignment.LIVE, *Assignment.DONE])
-                 .order_by().values("task").annotate(n=Count("id")).values("n"))
-        tasks = tasks.alias(taken=Coalesce(Subquery(taken), 0)).filter(taken__lt=project.overlap)
+        taken = _per_task_count(Assignment.objects.filter(status__in=[*Assignment.LIVE, *Assignment.DONE]))
+        tasks = tasks.alias(taken=taken).filter(taken__lt=project.overlap)
     for ordered in _ordered(tasks, project):
         # Read a page of candidates without locking it, and lock only the one being assigned. Locking the whole
         # page made every concurrent request skip all of its tasks and answer "nothing left" while work remained.
