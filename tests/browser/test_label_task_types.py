@@ -146,6 +146,26 @@ def test_label_and_zoom_buttons_keep_the_keyboard_focus(page, live_server):
     assert page.js_errors == []
 
 
+def test_classification_hotkeys_come_from_the_schema(page, live_server):
+    schema = {"labels": [{"value": "positive", "name": "Positive", "hotkey": "p"},
+                         {"value": "negative", "name": "Negative", "hotkey": "n"},
+                         {"value": "mixed", "name": "Mixed"}]}     # no hotkey given: the default for place 3
+    project, _annotator, tasks = setup_project("classification", {"text": "Great food, slow service."}, n=1,
+                                               schema=schema)
+    open_labeling(page, project)
+    expect(page.locator("#widget .lp-label kbd")).to_have_text(["p", "n", "3"])
+    expect(page.locator("#widget .lp-label")).to_have_text([re.compile("Positive"), re.compile("Negative"),
+                                                            re.compile("Mixed")])
+    page.keyboard.press("Shift+N")                          # the hotkey's capital works too
+    expect(pressed(page, "negative")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("1")                                # not a hotkey of this schema
+    expect(pressed(page, "negative")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("3")
+    submit(page, "keyboard")
+    assert result_of(tasks[0]) == {"label": "mixed"}
+    assert page.js_errors == []
+
+
 # --- multilabel, on an image ----------------------------------------------------------------------------------------
 
 

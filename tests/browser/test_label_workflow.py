@@ -38,7 +38,8 @@ class Setup:
 
 def open_labeling(page, setup, username="annotator"):
     login(page, username)
-    page.goto(f"/projects/{setup.project.pk}/label/")
+    page.get_by_role("link", name="Start labeling").click()    # from the home page, as a person would
+    page.wait_for_url(f"**/projects/{setup.project.pk}/label/")
     expect(page.locator("#task-ref")).to_have_text(f"Task {setup.tasks[0].pk}")
 
 
