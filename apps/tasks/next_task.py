@@ -47,7 +47,12 @@ def _expire_due_in_project(project, now):
 def _held_or_rework(project, annotator, now):
     """The annotator's unexpired live assignment (oldest first), else their rework (longest waiting first), else
     None: both read in one query, the annotator's own few rows."""
-    mine = list(Assignment.objects.filter(task__project=project, annotator=annotator).filter(
+    # The status list repeats what the conditions below allow, so that the (annotator, status) index serves the
+    # read instead of a walk through all of the annotator's assignments.
+    mine = list(Assignment.objects.filter(
+        task__project=project, annotator=annotator,
+        status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS, Assignment.Status.REJECTED],
+    ).filter(
         Q(status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS])
         & (Q(lease_expires_at__gt=now) | Q(lease_expires_at__isnull=True))
         | Q(rework_count__gt=0, status__in=[Assignment.Status.REJECTED, Assignment.Status.IN_PROGRESS])
