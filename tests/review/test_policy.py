@@ -6,6 +6,8 @@ import random
 
 import pytest
 
+from apps.quality.models import Review
+from apps.quality.tasks import quality_recompute
 from apps.tasks import services
 from apps.tasks.models import Annotation, Assignment, Task
 from apps.tasks.review_queue import review_queue
@@ -98,7 +100,10 @@ def test_gold_is_scored_not_queued_and_reviewers_cannot_reach_it():
     assert fresh(gold_answers[0]).status == "submitted"
     # the gold task stays open to more annotators and is never accepted by the overlap
     assert fresh(gold).status == "in_progress"
-    # and each answer can be scored against the gold answer without anyone's decision
-    from apps.quality.scores import result_score
-
-    assert [result_score("classification", a.result, gold.gold_answer) for a in gold_answers] == [1.0, 0.0, 1.0]
+    # and the answers are scored against the gold answer by the quality workers' pass, without anyone's decision
+    assert not Review.objects.filter(annotation__in=gold_answers).exists()
+    quality_recompute.delay(desk.project.pk)  # the full pass (beat; at most a debounce after events)
+    metrics = client(desk.manager).get(f"/api/v1/projects/{desk.project.pk}/metrics/").json()
+    assert metrics["quality"]["gold_accuracy"] == pytest.approx(2 / 3)
+    annotators = client(desk.manager).get(f"/api/v1/projects/{desk.project.pk}/annotators/").json()["results"]
+    assert {row["username"]: row["gold_accuracy"] for row in annotators} == {"ann0": 1.0, "ann1": 0.0, "ann2": 1.0}
