@@ -83,9 +83,11 @@ def bench_project(n):
                 INSERT INTO tasks_task (created_at, updated_at, external_id, data, status, priority, is_gold,
                                         random_key, batch_id, project_id)
                 SELECT now(), now(), 'next-' || g,
-                       jsonb_build_object('text', 'Review ' || g || ': the delivery was on time and the box was intact.'),
+                       jsonb_build_object('text', 'Review ' || g || %(text)s),
                        'new', 0, false, random(), %(batch)s, %(project)s
-                FROM generate_series(1, %(n)s) AS g""", {"batch": batch.pk, "project": project.pk, "n": n})
+                FROM generate_series(1, %(n)s) AS g""",
+                           {"batch": batch.pk, "project": project.pk, "n": n,
+                            "text": ": the delivery was on time and the box was intact."})
     created = time.perf_counter()
     batch_activate(batch=batch, actor=admin)
     activated = time.perf_counter()
@@ -176,7 +178,8 @@ class Server:
                "SECURE_SSL_REDIRECT": "false", "LOG_LEVEL": "WARNING", "CONN_MAX_AGE": str(conn_max_age)}
         env.pop("REDIS_URL", None)
         if redis_url:
-            env["REDIS_URL"] = redis_url
+            # A queue of its own, so that no other worker on the same Redis takes these tasks (or this worker theirs).
+            env.update(REDIS_URL=redis_url, CELERY_QUEUE="bench-next-task")
         self.command = [str(ROOT / ".venv/bin/gunicorn"), "labelportal.wsgi", "-b", f"127.0.0.1:{self.port}",
                         "-w", str(workers), "--timeout", "120", "--log-level", "warning",
                         "--backlog", "2048"]
@@ -189,7 +192,8 @@ class Server:
         if redis_url:
             self.worker = subprocess.Popen(
                 [str(ROOT / ".venv/bin/celery"), "-A", "labelportal", "worker", "--concurrency", "1",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
+                 "-Q", "bench-next-task", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "--loglevel", "WARNING"],
                 cwd=ROOT, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
