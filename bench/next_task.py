@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "labelportal_bench3"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
 ANNOTATORS = 32
+WARMUP_CYCLES = 2  # per annotator, before the clock starts
 LABELS = ("positive", "negative", "neutral")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -236,13 +237,14 @@ class Server:
 class Annotator(threading.Thread):
     """One annotator: next → submit, on one keep-alive connection, until the deadline."""
 
-    def __init__(self, server, token, project_id, deadline, start_line):
+    def __init__(self, server, token, project_id, start_line, go):
         super().__init__(daemon=True)
-        self.server, self.project_id, self.deadline, self.start_line = server, project_id, deadline, start_line
+        self.server, self.project_id, self.start_line, self.go = server, project_id, start_line, go
+        self.deadline = 0
         self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json",
                         "Accept": "application/json"}
         self.next_ms, self.submit_ms, self.errors = [], [], []
-        self.cycles = self.nothing_left = 0
+        self.cycles = self.warmup_cycles = self.nothing_left = 0
 
     def post(self, connection, path, body):
         started = time.perf_counter()
@@ -255,27 +257,39 @@ class Annotator(threading.Thread):
             return None, repr(error).encode(), (time.perf_counter() - started) * 1000
         return response.status, payload, (time.perf_counter() - started) * 1000
 
+    def cycle(self, connection, timed=True):
+        """next → submit once; False when the engine said nothing is left. Every non-2xx answer is an error."""
+        status, payload, ms = self.post(connection, f"/api/v1/projects/{self.project_id}/next/", {})
+        if timed:
+            self.next_ms.append(ms)
+        if status == 204:
+            self.nothing_left += 1
+            return False
+        if status != 200:
+            self.errors.append(("next", status, payload[:300].decode(errors="replace")))
+            return True
+        assignment = json.loads(payload)["assignment"]["id"]
+        status, payload, ms = self.post(connection, f"/api/v1/assignments/{assignment}/submit/",
+                                        {"result": {"label": random.choice(LABELS)}})
+        if timed:
+            self.submit_ms.append(ms)
+        if status != 201:
+            self.errors.append(("submit", status, payload[:300].decode(errors="replace")))
+        elif timed:
+            self.cycles += 1
+        else:
+            self.warmup_cycles += 1
+        return True
+
     def run(self):
         connection = self.server.connection()
-        self.start_line.wait()
         try:
-            while time.monotonic() < self.deadline:
-                status, payload, ms = self.post(connection, f"/api/v1/projects/{self.project_id}/next/", {})
-                self.next_ms.append(ms)
-                if status == 204:
-                    self.nothing_left += 1
-                    return
-                if status != 200:
-                    self.errors.append(("next", status, payload[:300].decode(errors="replace")))
-                    continue
-                assignment = json.loads(payload)["assignment"]["id"]
-                status, payload, ms = self.post(connection, f"/api/v1/assignments/{assignment}/submit/",
-                                                {"result": {"label": random.choice(LABELS)}})
-                self.submit_ms.append(ms)
-                if status != 201:
-                    self.errors.append(("submit", status, payload[:300].decode(errors="replace")))
-                    continue
-                self.cycles += 1
+            for _ in range(WARMUP_CYCLES):  # the server's first requests (lazy imports, caches) are not timed
+                self.cycle(connection, timed=False)
+            self.start_line.wait()  # everyone warmed up
+            self.go.wait()  # the clock runs and the deadline is set
+            while time.monotonic() < self.deadline and self.cycle(connection):
+                pass
         finally:
             connection.close()
 
@@ -294,20 +308,18 @@ def latency(values):
 
 
 def run(server, project, tokens, annotators, seconds):
-    start_line = threading.Barrier(annotators + 1)
-    clients = []
-    for token in tokens[:annotators]:
-        client = Annotator(server, token, project.pk, 0, start_line)
-        clients.append(client)
+    start_line, go = threading.Barrier(annotators + 1), threading.Event()
+    clients = [Annotator(server, token, project.pk, start_line, go) for token in tokens[:annotators]]
     for client in clients:
         client.start()
+    start_line.wait()  # all warmed up
     server_pids, backends = server.worker_pids(), database_backends()
     cpu_before = {pid: cpu_seconds(pid) for pid in server_pids + backends}
     client_cpu = time.process_time()
     started = time.monotonic()
     for client in clients:
         client.deadline = started + seconds
-    start_line.wait()
+    go.set()
     for client in clients:
         client.join()
     elapsed = time.monotonic() - started
@@ -327,6 +339,7 @@ def run(server, project, tokens, annotators, seconds):
         "errors": len(errors),
         "error_samples": errors[:5],
         "nothing_left_answers": sum(client.nothing_left for client in clients),
+        "warmup_cycles": sum(client.warmup_cycles for client in clients),
         "cpu_s": {"client": round(client_cpu, 1), "gunicorn_workers": round(server_cpu, 1),
                   "postgres_backends": round(database_cpu, 1), "available": round(elapsed * os.cpu_count(), 1)},
     }
