@@ -537,7 +537,8 @@ def _error_types_resolve(project, error_types):
 def _review_decide(review, *, decision, comment, error_types, corrected=None, now):
     review.decision = decision
     review.comment = comment or ""
-    review.decided_at = now
+    # A review opened by this very decision was stamped a moment after `now`: never decide before starting.
+    review.decided_at = max(now, review.started_at)
     review.corrected_annotation = corrected
     review.save(update_fields=["decision", "comment", "decided_at", "corrected_annotation"])
     if error_types:
