@@ -30,14 +30,16 @@ The one thing that can make the state drift: a transaction that keeps an inserte
 longer than the margin; the next full recompute (beat, every 10 minutes) corrects it.
 """
 
+import json
 import math
 from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import Case, F, FloatField, Func, IntegerField, Q, Value, When
+from django.db.models import Case, F, FloatField, Func, IntegerField, JSONField, Q, Subquery, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
@@ -115,12 +117,21 @@ def _rate(numerator, denominator):
     return _figure(numerator / denominator if denominator else None, denominator)
 
 
-def project_lock(project_id):
+def project_lock(project_id, *, derived_only=False):
     """Serialise the quality writers of one project until the transaction ends (PostgreSQL advisory lock; SQLite
-    runs one writing transaction at a time anyway)."""
+    runs one writing transaction at a time anyway).
+
+    `derived_only`: the transaction writes nothing but figures that the next full pass recomputes, so its commit
+    need not wait for the disk (synchronous_commit off: a crash may lose the last moments of figures, never
+    data); on a busy disk that is most of an incremental update's time. Only for a transaction of its own: inside
+    someone else's it would make their commit asynchronous too.
+    """
     if connection.vendor == "postgresql":
+        key = f"{_LOCK_NAMESPACE}, {int(project_id) & 0x7FFFFFFF}"
+        asynchronous = derived_only and not connection.savepoint_ids
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, project_id & 0x7FFFFFFF])
+            cursor.execute(("SET LOCAL synchronous_commit TO OFF; " if asynchronous else "")
+                           + f"SELECT pg_advisory_xact_lock({key})")
 
 
 def project_labels(project):
@@ -150,14 +161,16 @@ def _annotation_rows(project, labels, *, task_ids=None, max_id=None):
                          code=_label_code("result__label", labels) if classification else Value(-1))
     fields = ["id", "assignment_id", "task_id", "annotator_id", "version", "lead", "task__batch_id", "code"]
     if classification:
-        array = np.fromiter(rows.values_list(*fields).order_by().iterator(chunk_size=STREAM_CHUNK), dtype=ROW_DTYPE)
-        return array, None, None
+        values = rows.values_list(*fields).order_by()
+        # A few tasks' rows come in one fetch; a project's are streamed (a server-side cursor on PostgreSQL).
+        source = iter(list(values)) if task_ids is not None else values.iterator(chunk_size=STREAM_CHUNK)
+        return np.fromiter(source, dtype=ROW_DTYPE), None, None
     spans = project.task_type == TaskType.TEXT_SPANS
     if spans:
         rows = rows.annotate(text_length=Length(KeyTextTransform("text", "task__data")))
     tuples, results, lengths = [], [], []
-    for row in rows.values_list(*fields, "result", *(["text_length"] if spans else [])).order_by().iterator(
-            chunk_size=STREAM_CHUNK):
+    values = rows.values_list(*fields, "result", *(["text_length"] if spans else [])).order_by()
+    for row in (list(values) if task_ids is not None else values.iterator(chunk_size=STREAM_CHUNK)):
         tuples.append(row[:8])
         results.append(row[8])
         if spans:
@@ -349,15 +362,18 @@ def agreement_from_stats(task_type, stats, labels, overlap):
 
 # --- per task: contribution, agreement, consensus ------------------------------------------------------------------
 
-def _task_values(project, labels, rows, results, tasks, gold_accuracy):
+def _task_values(project, labels, rows, results, gold_accuracy):
     """{task_id: snapshot values} for the current rows of some tasks.
 
-    `tasks` maps task id → (batch id, final result); `gold_accuracy` maps annotator id → accuracy on gold (tie
-    break of the majority vote). Tasks without rows are left out.
+    `gold_accuracy` maps annotator id → accuracy on gold (tie break of the majority vote), or is a function
+    returning that map (called only when a vote is tied). Tasks without rows are left out. The task's final result
+    (a reviewer's fix, or the vote) is on the task itself (Task.final_result), not repeated here.
     """
     if not len(rows):
         return {}
     task_ids, task_index = np.unique(rows["task"], return_inverse=True)
+    batches = np.zeros(len(task_ids), dtype=np.int64)
+    batches[task_index] = rows["batch"]
     values = {}
     if project.task_type == TaskType.CLASSIFICATION:
         k = len(labels)
@@ -367,19 +383,20 @@ def _task_values(project, labels, rows, results, tasks, gold_accuracy):
         annotators, annotator_index = np.unique(rows["annotator"], return_inverse=True)
         matrix = np.full((len(task_ids), len(annotators)), np.nan)
         matrix[task_index[valid], annotator_index[valid]] = rows["code"][valid]
-        vote = metrics.consensus_majority_vote(matrix, [gold_accuracy.get(a) for a in annotators.tolist()])
+        vote = metrics.consensus_majority_vote(matrix)
+        if vote["tied"].any():  # ties go to the most accurate annotator on gold: only then are the accuracies read
+            accuracy = gold_accuracy() if callable(gold_accuracy) else gold_accuracy
+            vote = metrics.consensus_majority_vote(matrix, [accuracy.get(a) for a in annotators.tolist()])
         m = counts.sum(axis=1)
         agree = (counts * (counts - 1)).sum(axis=1)
         for i, task_id in enumerate(task_ids.tolist()):
-            batch, final = tasks.get(task_id, (None, None))
             label = int(vote["labels"][i])
             values[task_id] = {
-                "batch": batch, "contribution": {"counts": counts[i].tolist()},
+                "batch": int(batches[i]), "contribution": {"counts": counts[i].tolist()},
                 "agreement": _figure(agree[i] / (m[i] * (m[i] - 1)) if m[i] >= 2 else None, m[i]),
                 "consensus": {"method": "majority_vote", "label": labels[label] if label >= 0 else None,
                               "support": _number(vote["support"][i]), "votes": int(vote["votes"][i]),
                               "tied": bool(vote["tied"][i])},
-                "final_result": final,
             }
         return values
     cur_results = [results[i] for i in range(len(rows))]
@@ -389,18 +406,11 @@ def _task_values(project, labels, rows, results, tasks, gold_accuracy):
     sums = np.bincount(task_index[first], weights=scores, minlength=len(task_ids))
     m = np.bincount(task_index, minlength=len(task_ids))
     for i, task_id in enumerate(task_ids.tolist()):
-        batch, final = tasks.get(task_id, (None, None))
         values[task_id] = {
-            "batch": batch, "contribution": {"pairs": int(pairs[i]), "score_sum": float(sums[i])},
-            "agreement": _figure(sums[i] / pairs[i] if pairs[i] else None, m[i]),
-            "consensus": None, "final_result": final,
+            "batch": int(batches[i]), "contribution": {"pairs": int(pairs[i]), "score_sum": float(sums[i])},
+            "agreement": _figure(sums[i] / pairs[i] if pairs[i] else None, m[i]), "consensus": None,
         }
     return values
-
-
-def _tasks_info(task_ids):
-    return {pk: (batch, final) for pk, batch, final in
-            Task.objects.filter(pk__in=list(task_ids)).values_list("pk", "batch_id", "final_result")}
 
 
 def _gold_accuracy_of_annotators(project):
@@ -509,12 +519,11 @@ def project_quality_compute(project, *, now=None):
         task_pairs = np.bincount(pair_task, minlength=len(tasks_u))
         task_sums = np.bincount(pair_task, weights=scores, minlength=len(tasks_u))
 
-        def pair_stats(selected):
-            return {"tasks": int(np.count_nonzero(task_pairs[selected])), "pairs": int(task_pairs[selected].sum()),
-                    "score_sum": float(task_sums[selected].sum())}
-
-        project_stats = pair_stats(np.ones(len(tasks_u), dtype=bool))
-        batch_stats = {int(b): pair_stats(task_batch == i) for i, b in enumerate(batch_ids.tolist())}
+        project_stats = {"tasks": int(np.count_nonzero(task_pairs)), "pairs": int(task_pairs.sum()),
+                         "score_sum": float(task_sums.sum())}
+        per_batch = [_by_index(task_batch, n_batches, weights) for weights in (task_pairs > 0, task_pairs, task_sums)]
+        batch_stats = {int(b): {"tasks": int(per_batch[0][i]), "pairs": int(per_batch[1][i]),
+                                "score_sum": float(per_batch[2][i])} for i, b in enumerate(batch_ids.tolist())}
         both = np.concatenate([cur_annotator[first], cur_annotator[second]])
         annotator_agree = _by_index(both, n_annotators, np.concatenate([scores, scores]))
         annotator_pairs = _by_index(both, n_annotators)
@@ -615,35 +624,42 @@ def project_quality_compute(project, *, now=None):
                             for i, r in enumerate(reviewer_ids.tolist())), key=lambda row: row["username"])
 
     # Project and batch figures.
-    def figures(agreement_figure, rows_mask, review_mask, gold_mask):
-        decided_here = review_mask & decided
+    # Sums per batch (the last entry: the whole project), one bincount each.
+    gold_batch = cur_batch[gold_rows]
+
+    def per_batch(index, weights=None):
+        counts = _by_index(index, n_batches, weights)
+        return np.append(counts, counts.sum())
+
+    sums = {"gold": per_batch(gold_batch, gold_scores), "gold_n": per_batch(gold_batch),
+            "approved": per_batch(review_batch[approved]), "decided": per_batch(review_batch[decided]),
+            "reworked": per_batch(cur_batch, reworked), "sane": per_batch(cur_batch, sane),
+            "current": per_batch(cur_batch)}
+
+    def figures(i):
+        """The gate figures besides agreement (which is the snapshot's "agreement", kept up to date by events)."""
         return {
-            "agreement": {"value": agreement_figure["value"], "n": agreement_figure["n"]},
-            "gold_accuracy": _rate(float(gold_scores[gold_mask].sum()), int(gold_mask.sum())),
-            "acceptance_rate": _rate(int((review_mask & approved).sum()), int(decided_here.sum())),
-            "rework_rate": _rate(int(reworked[rows_mask].sum()), int(rows_mask.sum())),
-            "sanity_pass_rate": _rate(int(sane[rows_mask].sum()), int(rows_mask.sum())),
+            "gold_accuracy": _rate(float(sums["gold"][i]), int(sums["gold_n"][i])),
+            "acceptance_rate": _rate(int(sums["approved"][i]), int(sums["decided"][i])),
+            "rework_rate": _rate(int(sums["reworked"][i]), int(sums["current"][i])),
+            "sanity_pass_rate": _rate(int(sums["sane"][i]), int(sums["current"][i])),
         }
 
     def quality_values(agreement_figures, figs, errors):
         return {
             "agreement": agreement_figures["overall"], "fleiss_kappa": agreement_figures["fleiss_kappa"],
-            **{name: figs[name]["value"] for name in GATE_METRICS if name != "agreement"},
-            "samples": {name: figs[name]["n"] for name in GATE_METRICS},
+            **{name: figure["value"] for name, figure in figs.items()},
+            "samples": {name: figure["n"] for name, figure in figs.items()},
             "figures": figs, "error_types": errors, "computed": "full", "full_computed_at": now.isoformat(),
         }
 
-    everything = np.ones(n_current, dtype=bool)
-    project_figures = figures(agreement["overall"], everything, np.ones(len(reviews), dtype=bool),
-                              np.ones(len(gold_rows), dtype=bool))
+    project_figures = figures(n_batches)
     quality = {**quality_values(agreement, project_figures, error_types), "error_types_by_label": by_label,
                "submitted": n_current, "annotators": n_annotators, "tasks_annotated": int(len(tasks_u))}
     batches = {}
-    gold_batch = cur_batch[gold_rows]
     for i, b in enumerate(batch_ids.tolist()):
         batch_agreement = agreement_from_stats(task_type, batch_stats[b], labels, project.overlap)
-        batch_figures = figures(batch_agreement["overall"], cur_batch == i, review_batch == i, gold_batch == i)
-        batches[b] = quality_values(batch_agreement, batch_figures, by_batch.get(b, {}))
+        batches[b] = quality_values(batch_agreement, figures(i), by_batch.get(b, {}))
 
     annotators = {
         "annotators": annotator_rows, "reviewers": reviewer_rows,
@@ -662,7 +678,6 @@ def project_quality_compute(project, *, now=None):
         picked = np.flatnonzero(np.isin(cur["task"], recent_tasks))
         recent = _task_values(project, labels, cur[picked],
                               [cur_results[i] for i in picked.tolist()] if cur_results is not None else None,
-                              _tasks_info(recent_tasks.tolist()),
                               {row["annotator_id"]: row["gold_accuracy"] for row in annotator_rows})
     state = {"task_type": task_type, "labels": labels, "overlap": project.overlap, "project": project_stats,
              "batches": {str(b): s for b, s in batch_stats.items()}}
@@ -677,7 +692,7 @@ def snapshot_latest(project, kind, *, scope=SCOPE.PROJECT, batch_id=None):
     snapshots = MetricSnapshot.objects.filter(project=project, scope=scope, kind=kind)
     if batch_id is not None:
         snapshots = snapshots.filter(batch_id=batch_id)
-    return snapshots.order_by("-computed_at", "-id").first()
+    return snapshots.order_by("-computed_at").first()
 
 
 def _snapshot_upsert(project, kind, values, now, *, scope=SCOPE.PROJECT, batch_id=None):
@@ -697,7 +712,7 @@ def _snapshot_upsert(project, kind, values, now, *, scope=SCOPE.PROJECT, batch_i
 
 def _state_row(project):
     return (MetricSnapshot.objects.filter(project=project, scope=SCOPE.PROJECT, kind=STATE)
-            .order_by("-computed_at", "-id").first())
+            .order_by("-computed_at").first())
 
 
 def _task_snapshots_write(project, values_by_task, generation, now):
@@ -732,7 +747,7 @@ def project_quality_recompute(project_id, *, now=None):
     now = now or timezone.now()
     computed = project_quality_compute(project, now=now)
     with transaction.atomic():
-        project_lock(project.pk)
+        project_lock(project.pk, derived_only=True)
         state_row = _state_row(project)
         generation = (state_row.values.get("generation", 0) if state_row else 0) + 1
         state = {**computed["state"], "generation": generation, "watermark": computed["watermark"],
@@ -761,45 +776,60 @@ def _state_fits(state, project):
 
 
 def _publish(project, state, batch_ids, now):
-    """Write the agreement figures of the updated sums into the latest quality and agreement snapshots (copied to
-    this minute's row); the other figures stay as the last full recompute left them."""
+    """Put the agreement of the updated sums into the latest quality and agreement snapshots (project, and the
+    batches given), in place: one UPDATE each, the other figures stay as the last full pass left them."""
     labels, overlap = state["labels"], state["overlap"]
     agreement = agreement_from_stats(project.task_type, state["project"], labels, overlap)
-    stamp = now.isoformat()
-
-    def refreshed(snapshot, figures):
-        values = dict(snapshot.values)
-        values["agreement"] = figures["overall"]
-        values["fleiss_kappa"] = figures["fleiss_kappa"]
-        values["figures"] = {**values.get("figures", {}),
-                             "agreement": {"value": figures["overall"]["value"], "n": figures["overall"]["n"]}}
-        values["samples"] = {**values.get("samples", {}), "agreement": figures["overall"]["n"]}
-        values["computed"], values["incremental_at"] = "incremental", stamp
-        return values
-
-    quality = snapshot_latest(project, QUALITY)
-    if quality is not None:
-        _snapshot_upsert(project, QUALITY, refreshed(quality, agreement), now)
-    latest = snapshot_latest(project, AGREEMENT)
-    if latest is not None:
-        _snapshot_upsert(project, AGREEMENT, {**latest.values, "overall": agreement["overall"],
-                                              "per_label": agreement["per_label"],
-                                              "fleiss_kappa": agreement["fleiss_kappa"],
-                                              "computed": "incremental", "incremental_at": stamp}, now)
+    stamp = {"computed": "incremental", "incremental_at": now.isoformat()}
+    _snapshot_patch(project, QUALITY, {"agreement": agreement["overall"], "fleiss_kappa": agreement["fleiss_kappa"],
+                                       **stamp}, now)
+    _snapshot_patch(project, AGREEMENT, {"overall": agreement["overall"], "per_label": agreement["per_label"],
+                                         "fleiss_kappa": agreement["fleiss_kappa"], **stamp}, now)
     for batch_id in sorted(batch_ids):
         stats = state["batches"].get(str(batch_id))
-        snapshot = snapshot_latest(project, QUALITY, scope=SCOPE.BATCH, batch_id=batch_id)
-        if stats is not None and snapshot is not None:
+        if stats is not None:
             figures = agreement_from_stats(project.task_type, stats, labels, overlap)
-            _snapshot_upsert(project, QUALITY, refreshed(snapshot, figures), now, scope=SCOPE.BATCH,
-                             batch_id=batch_id)
+            _snapshot_patch(project, QUALITY, {"agreement": figures["overall"],
+                                               "fleiss_kappa": figures["fleiss_kappa"], **stamp}, now,
+                            scope=SCOPE.BATCH, batch_id=batch_id)
 
 
-def _rows_values(project, labels, task_ids, gold_accuracy, info, *, max_id=None):
-    rows, results, _lengths = _annotation_rows(project, labels, task_ids=task_ids, max_id=max_id)
+class JSONKeysSet(Func):
+    """A JSON object column with some top-level keys set to new values, in the database (no read-modify-write)."""
+
+    output_field = JSONField()
+
+    def __init__(self, column, patch):
+        self.patch = patch
+        super().__init__(F(column))
+
+    def _values(self):
+        return [json.dumps(value, cls=DjangoJSONEncoder) for value in self.patch.values()]
+
+    def as_postgresql(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"({column} || %s::jsonb)", [*params, json.dumps(self.patch, cls=DjangoJSONEncoder)]
+
+    def as_sqlite(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        paths = ", ".join(f"'$.\"{key}\"', json(%s)" for key in self.patch)  # keys are this module's constants
+        return f"json_set({column}, {paths})", [*params, *self._values()]
+
+
+def _snapshot_patch(project, kind, patch, now, *, scope=SCOPE.PROJECT, batch_id=None):
+    """Set top-level keys of the latest snapshot of a kind, and its time; nothing before a first full pass.
+
+    In place: the series keeps a row per full pass, the latest row follows the incremental updates."""
+    latest = (MetricSnapshot.objects.filter(project=project, scope=scope, kind=kind, batch_id=batch_id)
+              .order_by("-computed_at").values("pk")[:1])
+    return MetricSnapshot.objects.filter(pk=Subquery(latest)).update(values=JSONKeysSet("values", patch),
+                                                                    computed_at=now)
+
+
+def _rows_values(project, labels, rows, results, gold_accuracy):
     current, _versions = _current(rows)
     return _task_values(project, labels, rows[current],
-                        [results[i] for i in current.tolist()] if results is not None else None, info, gold_accuracy)
+                        [results[i] for i in current.tolist()] if results is not None else None, gold_accuracy)
 
 
 def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_at=None):
@@ -815,21 +845,30 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
         return None
     labels = project_labels(project)
     with transaction.atomic():
-        project_lock(project.pk)
+        project_lock(project.pk, derived_only=True)
         state_row = _state_row(project)
         if state_row is None or not _state_fits(state_row.values, project):
             return None
         state = state_row.values
         generation = state["generation"]
-        gold_accuracy = _gold_accuracy_of_annotators(project)
-        info = _tasks_info(task_ids)
-        new = _rows_values(project, labels, task_ids, gold_accuracy, info)
+        accuracies = []
+
+        def gold_accuracy():
+            if not accuracies:
+                accuracies.append(_gold_accuracy_of_annotators(project))
+            return accuracies[0]
+
+        rows, results, _lengths = _annotation_rows(project, labels, task_ids=task_ids)
+        new = _rows_values(project, labels, rows, results, gold_accuracy)
         snapshots = {s.task_id: s.values for s in MetricSnapshot.objects.filter(
             project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=task_ids)}
         rebuild = [t for t in task_ids if snapshots.get(t, {}).get("generation") != generation]
         old = {t: v for t, v in snapshots.items() if v.get("generation") == generation}
         if rebuild:
-            old.update(_rows_values(project, labels, rebuild, gold_accuracy, info, max_id=state["watermark"]))
+            # What the full pass saw of these tasks: their rows up to its watermark (versions are only appended).
+            kept = np.flatnonzero(np.isin(rows["task"], rebuild) & (rows["id"] <= state["watermark"]))
+            old.update(_rows_values(project, labels, rows[kept],
+                                    [results[i] for i in kept.tolist()] if results is not None else None, {}))
         k = len(labels)
         touched = set()
         for task_id in task_ids:
@@ -852,8 +891,9 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
             state["scanned_at"] = scanned_at.isoformat()
         state_row.values = state
         state_row.save(update_fields=["values"])
-        _task_snapshots_write(project, new, generation, now)
-        if touched or (old.keys() ^ new.keys()):
+        _task_snapshots_write(project, {t: v for t, v in new.items()
+                                        if snapshots.get(t) != {**v, "generation": generation}}, generation, now)
+        if touched:
             _publish(project, state, touched, now)
     return state
 

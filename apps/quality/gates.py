@@ -26,7 +26,7 @@ from apps.projects.models import Batch, Membership, QualityGate
 from apps.tasks.models import TaskEvent
 
 from .engine import ANNOTATORS, QUALITY, SCOPE, project_lock, snapshot_latest
-from .models import Alert
+from .models import Alert, MetricSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -108,28 +108,52 @@ def gates_evaluate(project, *, now=None):
     now = now or timezone.now()
     with transaction.atomic():
         project_lock(project.pk)
-        latest = snapshot_latest(project, QUALITY)
-        figures = {None: (latest.values.get("figures", {}) if latest else {})}
         gates = list(QualityGate.objects.filter(project=project, is_active=True).select_related("batch", "project"))
+        if not gates:
+            return gates
+        figures = _figures_by_scope(project, {gate.batch_id for gate in gates} - {None})
+        live_alerts = {alert.gate_id: alert for alert in Alert.objects.filter(gate__in=gates, state__in=LIVE)}
+        unchanged = []
         for gate in gates:
-            if gate.batch_id not in figures:
-                snapshot = snapshot_latest(project, QUALITY, scope=SCOPE.BATCH, batch_id=gate.batch_id)
-                figures[gate.batch_id] = snapshot.values.get("figures", {}) if snapshot else {}
-            state, value, n = gate_state(gate, figures[gate.batch_id].get(gate.metric))
+            state, value, n = gate_state(gate, figures.get(gate.batch_id, {}).get(gate.metric))
             if (gate.state, gate.last_value, gate.last_n) != (state, value, n):
                 gate.state, gate.last_value, gate.last_n, gate.evaluated_at = state, value, n, now
                 gate.save(update_fields=["state", "last_value", "last_n", "evaluated_at", "updated_at"])
             else:  # the same verdict again: note when, without a history row per event
-                QualityGate.objects.filter(pk=gate.pk).update(evaluated_at=now)
+                unchanged.append(gate.pk)
                 gate.evaluated_at = now
-            live = Alert.objects.filter(gate=gate, state__in=LIVE).first()
+            live = live_alerts.get(gate.pk)
             if state == QualityGate.State.BREACHED and live is None:
                 _alert_raise(project=project, kind=Alert.Kind.GATE_BREACH, severity=Alert.Severity.CRITICAL,
                              batch=gate.batch, gate=gate, message=_gate_message(gate, value, n))
             elif state == QualityGate.State.PASSING and live is not None:
                 _alert_resolve(live, now)
+        QualityGate.objects.filter(pk__in=unchanged).update(evaluated_at=now)
         _batches_block(project, gates)
     return gates
+
+
+def _gate_figures(values):
+    """{metric: {"value", "n"}} of a quality snapshot: its "figures", and its agreement (which events update)."""
+    agreement = values.get("agreement") or {}
+    return {**values.get("figures", {}), "agreement": {"value": agreement.get("value"), "n": agreement.get("n", 0)}}
+
+
+def _figures_by_scope(project, batch_ids):
+    """{None: the project's gate figures, batch id: that batch's}, from the latest quality snapshots."""
+    latest = snapshot_latest(project, QUALITY)
+    figures = {None: _gate_figures(latest.values) if latest else {}}
+    if batch_ids:
+        # A full pass writes every batch's snapshot at once and later ones only follow it: the latest of each batch
+        # is at or after the last full pass (an index range, not the batches' whole series).
+        since = latest.values.get("full_computed_at") if latest else None
+        snapshots = MetricSnapshot.objects.filter(project=project, scope=SCOPE.BATCH, kind=QUALITY,
+                                                  batch_id__in=batch_ids)
+        if since:
+            snapshots = snapshots.filter(computed_at__gte=datetime.fromisoformat(since))
+        for snapshot in snapshots.order_by("batch_id", "computed_at", "id"):
+            figures[snapshot.batch_id] = _gate_figures(snapshot.values)
+    return figures
 
 
 def _batches_block(project, gates):
