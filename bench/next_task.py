@@ -169,6 +169,33 @@ def database_backends():
     return pids
 
 
+class CpuMeter(threading.Thread):
+    """CPU seconds that a changing set of processes spent from now until stop(): sampled every half second, so that
+    a process that exits meanwhile (a database connection closed and opened again) still counts, up to its last
+    sample."""
+
+    def __init__(self, pids):
+        super().__init__(daemon=True)
+        self.pids, self.stopped = pids, threading.Event()
+        self.start_cpu = {pid: cpu_seconds(pid) for pid in pids()}
+        self.last_cpu = dict(self.start_cpu)
+        self.start()
+
+    def sample(self):
+        for pid in self.pids():
+            self.last_cpu[pid] = max(self.last_cpu.get(pid, 0.0), cpu_seconds(pid))
+
+    def run(self):
+        while not self.stopped.wait(0.5):
+            self.sample()
+
+    def stop(self):
+        self.stopped.set()
+        self.join()
+        self.sample()
+        return sum(cpu - self.start_cpu.get(pid, 0.0) for pid, cpu in self.last_cpu.items())
+
+
 class Server:
     """gunicorn with production settings on 127.0.0.1 (and a Celery worker when REDIS_URL is given)."""
 
@@ -313,8 +340,7 @@ def run(server, project, tokens, annotators, seconds):
     for client in clients:
         client.start()
     start_line.wait()  # all warmed up
-    server_pids, backends = server.worker_pids(), database_backends()
-    cpu_before = {pid: cpu_seconds(pid) for pid in server_pids + backends}
+    server_cpu, database_cpu = CpuMeter(server.worker_pids), CpuMeter(database_backends)
     client_cpu = time.process_time()
     started = time.monotonic()
     for client in clients:
@@ -324,9 +350,7 @@ def run(server, project, tokens, annotators, seconds):
         client.join()
     elapsed = time.monotonic() - started
     client_cpu = time.process_time() - client_cpu
-    backends = set(backends) | set(database_backends())
-    server_cpu = sum(cpu_seconds(pid) - cpu_before.get(pid, 0) for pid in server_pids)
-    database_cpu = sum(cpu_seconds(pid) - cpu_before.get(pid, 0) for pid in backends)
+    server_cpu, database_cpu = server_cpu.stop(), database_cpu.stop()
     cycles = sum(client.cycles for client in clients)
     errors = [error for client in clients for error in client.errors]
     return {
@@ -439,7 +463,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker (1: sync workers)")
-    parser.add_argument("--conn-max-age", type=int, default=60, help="CONN_MAX_AGE of the server")
+    parser.add_argument("--conn-max-age", type=int, default=600, help="CONN_MAX_AGE of the server")
     parser.add_argument("--redis", default=None, help="REDIS_URL: Celery tasks go to a worker instead of eager")
     parser.add_argument("--explain", action="store_true", help="print the plans of the engine's reads instead")
     parser.add_argument("--in-process", type=int, metavar="N", help="N cycles without HTTP, with their CPU cost")
