@@ -357,6 +357,8 @@
       const box = overlay.getBoundingClientRect();
       return {x: clamp((event.clientX - box.left) / box.width), y: clamp((event.clientY - box.top) / box.height)};
     }
+    // The window listens for the drag only while there is one: listeners left on the window would keep every
+    // earlier task's widget (its image, its boxes) alive for the whole session.
     let drag = null;
     overlay.addEventListener("mousedown", (event) => {
       if (readOnly || event.button !== 0) return;
@@ -375,16 +377,20 @@
         boxes.push({x: p.x, y: p.y, w: 0, h: 0, label: current});
         selected = boxes.length - 1; drag = {mode: "draw", i: selected, ox: p.x, oy: p.y, before: snapshot()};
       }
+      global.addEventListener("mousemove", dragMove);
+      global.addEventListener("mouseup", dragEnd);
     });
-    global.addEventListener("mousemove", (event) => {
+    function dragMove(event) {
       if (!drag) return;
       const p = point(event); const b = boxes[drag.i];
       if (drag.mode === "move") { b.x = clamp(Math.min(p.x - drag.dx, 1 - b.w)); b.y = clamp(Math.min(p.y - drag.dy, 1 - b.h)); }
       else if (drag.mode === "resize") Object.assign(b, normalise({x: drag.fx, y: drag.fy, w: p.x - drag.fx, h: p.y - drag.fy, label: b.label}));
       else Object.assign(b, {x: drag.ox, y: drag.oy, w: p.x - drag.ox, h: p.y - drag.oy});
       render();
-    });
-    global.addEventListener("mouseup", () => {
+    }
+    function dragEnd() {
+      global.removeEventListener("mousemove", dragMove);
+      global.removeEventListener("mouseup", dragEnd);
       if (!drag) return;
       const d = drag; drag = null;
       boxes[d.i] = normalise(boxes[d.i]);
@@ -395,7 +401,7 @@
       render();
       // A click that only selected a box changes nothing: no undo step for it.
       if (JSON.stringify(snapshot()) !== JSON.stringify(d.before)) onChange && onChange(d.before);
-    });
+    }
 
     function snapshot() { return {boxes: boxes.map((b) => ({...b}))}; }
     function setLabel(v) {
