@@ -527,3 +527,29 @@ def test_bounding_boxes_a_click_on_a_box_is_not_an_undo_step(page, live_server):
     page.keyboard.press("Control+z")
     expect(boxes).to_have_count(0)
     assert page.js_errors == []
+
+
+def window_drag_listeners(page):
+    """The box widgets' mouse listeners on the window (the DevTools protocol alone can list listeners)."""
+    cdp = page.context.new_cdp_session(page)
+    window = cdp.send("Runtime.evaluate", {"expression": "window", "objectGroup": "test"})["result"]["objectId"]
+    listeners = cdp.send("DOMDebugger.getEventListeners", {"objectId": window})["listeners"]
+    cdp.detach()
+    return [listener["type"] for listener in listeners if listener["type"] in ("mousemove", "mouseup")
+            and "drag" in listener.get("handler", {}).get("description", "")]
+
+
+def test_bounding_boxes_tasks_done_leave_no_listeners_behind(page, live_server):
+    # Each task builds a new widget; one that left its window listeners behind kept every earlier task's image
+    # and boxes alive for the whole session.
+    project, _annotator, tasks = setup_project("bounding_boxes", {"image": IMAGE, "width": 640, "height": 480}, n=4)
+    open_labeling(page, project)
+    for _ in range(3):
+        page.keyboard.press("Alt+b")
+        submit(page, "keyboard")
+    drag(page, (0.1, 0.1), (0.3, 0.3))                 # drawing still works, and cleans up after itself
+    expect(page.locator(".lp-box-overlay rect.lp-box")).to_have_count(1)
+
+    assert window_drag_listeners(page) == []
+    assert Annotation.objects.filter(task__in=tasks).count() == 3
+    assert page.js_errors == []
