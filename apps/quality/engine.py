@@ -223,8 +223,8 @@ def _reviews(project):
 def _error_type_rows(project):
     """(annotator, error code, batch, reviewed result) per error type chosen in a review: few rows."""
     return list(Review.error_types.through.objects.filter(review__annotation__task__project_id=project.pk)
-                .values_list("review__annotation__annotator_id", "errortype__code", "review__annotation__task__batch_id",
-                             "review__annotation__result").order_by())
+                .values_list("review__annotation__annotator_id", "errortype__code",
+                             "review__annotation__task__batch_id", "review__annotation__result").order_by())
 
 
 def _result_labels(task_type, result):
