@@ -207,6 +207,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.quality.tasks.progress_recompute_all",
         "schedule": crontab(minute="*/10"),
     },
+    "quality-recompute-all": {
+        "task": "apps.quality.tasks.quality_recompute_all",
+        "schedule": crontab(minute="*/10"),
+    },
     "webhooks-resend-stuck": {
         "task": "apps.quality.tasks.webhook_deliveries_resend",
         "schedule": crontab(minute="*/5"),
