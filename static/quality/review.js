@@ -12,20 +12,8 @@
   const $ = (id) => document.getElementById(id);
   const state = {annotation: null, task: null, widget: null, mode: "read", waiting: [], rejectTarget: null, busy: false};
 
-  function uuid() {
-    if (global.crypto && global.crypto.randomUUID) return global.crypto.randomUUID();
-    return Array.from(global.crypto.getRandomValues(new Uint8Array(16)), (x) => x.toString(16).padStart(2, "0")).join("");
-  }
-  async function api(method, path, body, headers) {
-    const response = await fetch(config.apiBase + path, {
-      method, credentials: "same-origin",
-      headers: Object.assign({"Content-Type": "application/json", "X-CSRFToken": config.csrfToken, "Accept": "application/json"}, headers || {}),
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
-    return {status: response.status, data};
-  }
+  const uuid = LP.uuid;
+  const api = LP.apiClient(config);
   function status(message, kind) { const box = $("status"); box.textContent = message || ""; box.className = "lp-status " + (kind || ""); }
   function showErrors(messages) {
     const box = $("errors"); box.replaceChildren(...(messages || []).map((m) => el("li", {text: m}))); box.hidden = !messages || !messages.length;

@@ -15,23 +15,8 @@
 
   const state = {assignment: null, task: null, widget: null, committed: null, undo: [], draft: null, submitting: false};
 
-  function uuid() {
-    if (global.crypto && global.crypto.randomUUID) return global.crypto.randomUUID();
-    const b = global.crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-  }
-
-  /* --- API ---------------------------------------------------------------------------------------------------- */
-  async function api(method, path, body, headers) {
-    const response = await fetch(config.apiBase + path, {
-      method, credentials: "same-origin",
-      headers: Object.assign({"Content-Type": "application/json", "X-CSRFToken": config.csrfToken, "Accept": "application/json"}, headers || {}),
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
-    return {status: response.status, data};
-  }
+  const uuid = LP.uuid;
+  const api = LP.apiClient(config);
 
   /* --- active time ---------------------------------------------------------------------------------------------- */
   const clock = {

@@ -444,6 +444,27 @@
     };
   }
 
+  /* --- shared by the labeling and review pages ---------------------------------------------------------------- */
+  LP.uuid = function () {
+    if (global.crypto && global.crypto.randomUUID) return global.crypto.randomUUID();
+    return Array.from(global.crypto.getRandomValues(new Uint8Array(16)), (x) => x.toString(16).padStart(2, "0")).join("");
+  };
+
+  /* A JSON client of the API for a page: LP.apiClient({apiBase, csrfToken}) → api(method, path, body, headers)
+   * resolving to {status, data}; network failures reject (the callers retry). */
+  LP.apiClient = function (config) {
+    return async function api(method, path, body, headers) {
+      const response = await fetch(config.apiBase + path, {
+        method, credentials: "same-origin",
+        headers: Object.assign({"Content-Type": "application/json", "X-CSRFToken": config.csrfToken, "Accept": "application/json"}, headers || {}),
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      let data = null;
+      if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
+      return {status: response.status, data};
+    };
+  };
+
   LP.createWidget = function (root, options) {
     switch (options.taskType) {
       case "classification": return choiceWidget(root, options, false);
