@@ -14,7 +14,7 @@ from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from apps.core.admin_base import HistoryAdmin, ProjectListFilter, ProjectScopedAdminMixin, ReadOnlyAdminMixin
 from apps.core.errors import ApplicationError, PayloadTooLargeError, ValidationError
-from apps.quality.models import DEFAULT_ERROR_TYPES, ErrorType
+from apps.quality.models import ErrorType
 
 from . import services
 from .forms import BatchOverrideForm, ProjectForm, TaskImportForm
@@ -34,14 +34,6 @@ def progress_display(obj):
     if not total:
         return "0 / 0"
     return f"{accepted} / {total} ({100 * accepted / total:.0f}%)"
-
-
-def project_error_types_default_create(project):
-    """The default error taxonomy for a project created in the admin (what services.project_create writes)."""
-    existing = set(ErrorType.objects.filter(project=project).values_list("code", flat=True))
-    for code, name in DEFAULT_ERROR_TYPES:
-        if code not in existing:
-            ErrorType.objects.create(project=project, code=code, name=name)
 
 
 def memberships_permissions_sync(project, user_ids):
@@ -185,7 +177,7 @@ class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, Hi
         super().save_related(request, form, formsets, change)
         if not change:
             project = form.instance
-            project_error_types_default_create(project)
+            services.error_types_default_create(project=project)
             if not request.user.is_superuser:
                 # Whoever creates a project manages it; otherwise it would vanish from their own admin. After the
                 # inlines, so a manager row typed into the member inline is not created twice.

@@ -19,19 +19,26 @@ BS = Batch.Status
 @records_actor
 def project_create(*, actor, name, slug, task_type, label_schema, guideline_text="", **options):
     """Create a project with a validated schema, the default error taxonomy and its first guideline."""
-    from apps.quality.models import DEFAULT_ERROR_TYPES, ErrorType
-
     schema = label_schema_validate(task_type, label_schema)
     project = Project(name=name, slug=slug, task_type=task_type, label_schema=schema, created_by=actor, **options)
     project.full_clean()
     with transaction.atomic():
         project.save()
-        for code, label in DEFAULT_ERROR_TYPES:
-            ErrorType.objects.create(project=project, code=code, name=label)
+        error_types_default_create(project=project)
         if guideline_text:
             guideline_add(project=project, actor=actor, text=guideline_text)
             project.refresh_from_db()
     return project
+
+
+def error_types_default_create(*, project):
+    """Give a project the default error taxonomy (the codes it lacks; safe to call again)."""
+    from apps.quality.models import DEFAULT_ERROR_TYPES, ErrorType
+
+    existing = set(ErrorType.objects.filter(project=project).values_list("code", flat=True))
+    for code, name in DEFAULT_ERROR_TYPES:
+        if code not in existing:
+            ErrorType.objects.create(project=project, code=code, name=name)
 
 
 @records_actor

@@ -1,8 +1,6 @@
 """The admin of quality data: error types, reviews (read-only), figures, alerts and webhooks."""
 
 from django.contrib import admin, messages
-from django.db import transaction
-from django.utils import timezone
 from django.utils.translation import gettext_lazy, ngettext
 
 from apps.core.admin_base import (
@@ -13,26 +11,22 @@ from apps.core.admin_base import (
     ReadOnlyAdminMixin,
     project_list_filter,
 )
+from apps.core.errors import TransitionError
 
+from . import services as quality_services
 from .forms import WebhookForm
 from .models import Alert, ErrorType, MetricSnapshot, Review, Webhook, WebhookDelivery
 
 
 def alerts_acknowledge(*, alerts, actor):
-    """Mark open alerts acknowledged by `actor`; returns how many changed. Already handled ones are left alone.
-
-    (No service exists for this yet; it belongs in apps.quality.services once one is written.)
-    """
+    """Acknowledge the open ones among `alerts` through the service; returns how many changed."""
     acknowledged = 0
-    with transaction.atomic():
-        chosen = Alert.objects.select_for_update().filter(pk__in=alerts.values("pk"), state=Alert.State.OPEN)
-        for alert in chosen.order_by("pk"):
-            alert.state = Alert.State.ACKNOWLEDGED
-            alert.acknowledged_by = actor
-            alert.acknowledged_at = timezone.now()
-            alert._history_user = actor
-            alert.save(update_fields=["state", "acknowledged_by", "acknowledged_at", "updated_at"])
-            acknowledged += 1
+    for alert in alerts.filter(state=Alert.State.OPEN).order_by("pk"):
+        try:
+            quality_services.alert_acknowledge(alert=alert, actor=actor)
+        except TransitionError:
+            continue  # someone acknowledged it meanwhile
+        acknowledged += 1
     return acknowledged
 
 
