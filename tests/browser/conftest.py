@@ -6,8 +6,11 @@ Playwright cannot download its own browsers here; it drives /usr/bin/chromium. W
 
 import os
 import shutil
+import threading
+import time
 
 import pytest
+from django.core.signals import request_finished, request_started
 
 from tests.conftest import service_missing
 
@@ -33,17 +36,70 @@ def browser():
         browser.close()
 
 
+class RequestsInFlight:
+    """Counts the requests the live server is still answering.
+
+    A page closed at the end of a test may leave a request running in the server's thread (a retry, the next item
+    after a decision). If the database is flushed under it, the flush deadlocks with that request's transaction, so
+    the teardown waits for the server to go quiet first.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def started(self, **kwargs):
+        with self.lock:
+            self.count += 1
+
+    def finished(self, **kwargs):
+        with self.lock:
+            self.count -= 1
+
+    def wait_until_quiet(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        time.sleep(0.05)  # a request the browser sent just before closing reaches the server
+        while self.count > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def requests_in_flight():
+    counter = RequestsInFlight()
+    request_started.connect(counter.started, dispatch_uid="browser-requests-started")
+    request_finished.connect(counter.finished, dispatch_uid="browser-requests-finished")
+    yield counter
+    request_started.disconnect(dispatch_uid="browser-requests-started")
+    request_finished.disconnect(dispatch_uid="browser-requests-finished")
+
+
 @pytest.fixture
-def page(browser, live_server):
-    """A fresh browser context (no cookies, empty localStorage) on the live server, in English."""
-    context = browser.new_context(base_url=live_server.url, locale="en-US", viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.js_errors = errors
-    yield page
-    context.close()
+def new_page(browser, live_server, requests_in_flight):
+    """Opens a person's browser: a fresh context (no cookies, empty localStorage) on the live server, in English,
+    collecting uncaught errors in `page.js_errors`. Every context opened is closed after the test, once the server
+    has answered what it was sent."""
+    contexts = []
+
+    def open_page():
+        context = browser.new_context(base_url=live_server.url, locale="en-US",
+                                      viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.js_errors = []
+        page.on("pageerror", lambda error: page.js_errors.append(str(error)))
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    requests_in_flight.wait_until_quiet()
+
+
+@pytest.fixture
+def page(new_page):
+    """A fresh browser context on the live server, in English."""
+    return new_page()
 
 
 def login(page, username, password="pw-Secret-1"):

@@ -65,16 +65,6 @@ def shown(page, annotation):
     expect(page.locator("#status")).to_have_text("")
 
 
-def new_page(browser, live_server):
-    """A second person's browser: its own context (cookies), collecting uncaught errors like the `page` fixture."""
-    context = browser.new_context(base_url=live_server.url, locale="en-US", viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    other = context.new_page()
-    other.js_errors = []
-    other.on("pageerror", lambda error: other.js_errors.append(str(error)))
-    return other
-
-
 def screenshot(page, name):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
@@ -143,7 +133,7 @@ def test_approve_with_the_a_key_resubmissions_first(page, live_server):
     assert page.js_errors == []
 
 
-def test_reject_with_error_types_and_a_comment_then_the_annotator_sees_the_rework(page, live_server, browser):
+def test_reject_with_error_types_and_a_comment_then_the_annotator_sees_the_rework(page, new_page):
     # given a submission waiting
     desk = Desk(n=1)
     annotation = desk.submit(desk.tasks[0], desk.annotators[0], {"label": "cat"})
@@ -177,7 +167,7 @@ def test_reject_with_error_types_and_a_comment_then_the_annotator_sees_the_rewor
     assert annotation.status == "rejected"
 
     # then the annotator, in their own browser, gets the rework with the reviewer's comment on the labeling page
-    annotator_page = new_page(browser, live_server)
+    annotator_page = new_page()
     login(annotator_page, "ann0")
     annotator_page.goto(f"/projects/{desk.project.pk}/label/")
     rework = annotator_page.locator("#rework")
@@ -188,7 +178,6 @@ def test_reject_with_error_types_and_a_comment_then_the_annotator_sees_the_rewor
     # starting from their rejected result
     expect(annotator_page.locator("#widget .lp-label[data-value='cat']")).to_have_attribute("aria-pressed", "true")
     assert annotator_page.js_errors == []
-    annotator_page.context.close()
     assert page.js_errors == []
 
 
@@ -258,7 +247,7 @@ def test_escape_cancels_a_fix_and_nothing_is_sent(page, live_server):
 # --- escalate --------------------------------------------------------------------------------------------------------
 
 
-def test_escalate_with_a_comment_and_the_lead_sees_it_marked(page, live_server, browser):
+def test_escalate_with_a_comment_and_the_lead_sees_it_marked(page, new_page):
     desk = Desk(n=1)
     annotation = desk.submit(desk.tasks[0], desk.annotators[0], {"label": "bird"})
     open_review(page, desk)
@@ -279,7 +268,7 @@ def test_escalate_with_a_comment_and_the_lead_sees_it_marked(page, live_server, 
     assert Review.objects.get().comment == "A bat: bird or not?"
 
     # and the lead gets it marked as escalated, without the escalate button, and can decide it
-    lead_page = new_page(browser, live_server)
+    lead_page = new_page()
     open_review(lead_page, desk, "lead")
     expect(lead_page.locator("#queue")).to_contain_text("you take escalations")
     expect(lead_page.locator("#badges")).to_have_text("escalated")
@@ -288,7 +277,6 @@ def test_escalate_with_a_comment_and_the_lead_sees_it_marked(page, live_server, 
     annotation.refresh_from_db()
     assert annotation.status == "approved"
     assert lead_page.js_errors == []
-    lead_page.context.close()
     assert page.js_errors == []
 
 
