@@ -13,6 +13,7 @@ urlpatterns = [
     path("", task_views.home, name="home"),
     path("", include("apps.tasks.urls")),
     path("", include("apps.quality.urls")),
+    path("", include("apps.dashboards.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),

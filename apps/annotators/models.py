@@ -79,3 +79,20 @@ class AnnotatorProfile(TimeStampedModel):
         end = datetime.datetime.combine(datetime.date.min, self.working_hours_end)
         span = (end - start).total_seconds() / 3600
         return span if span > 0 else span + 24
+
+
+class Team(TimeStampedModel):
+    """A group of annotators a team lead sets up in the admin (a team, a shift, a vendor): the team view compares
+    them."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+
+    history = history(m2m_fields=[members])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -29,6 +29,11 @@ class Project(TimeStampedModel):
         RANDOM = "random", _("Random")
         UNCERTAINTY = "uncertainty", _("Lowest model confidence first")
 
+    class Routing(models.TextChoices):
+        OFF = "off", _("Do nothing (alert only)")
+        EXTRA_ANNOTATOR = "extra_annotator", _("Ask one more annotator")
+        SENIOR_REVIEW = "senior_review", _("Send to senior review")
+
     TaskType = TaskType
 
     name = models.CharField(max_length=200)
@@ -46,6 +51,17 @@ class Project(TimeStampedModel):
                                            help_text=_("Share of submissions reviewed when the mode is 'sample'."))
     sampling = models.CharField(max_length=12, choices=Sampling.choices, default=Sampling.SEQUENTIAL)
     lease_minutes = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)])
+    low_agreement_threshold = models.FloatField(
+        null=True, blank=True, validators=FRACTION,
+        help_text=_("A task whose agreement (mean pairwise score of its annotations, 0-1) falls below this raises "
+                    "an alert and is routed as set below. Empty: tasks are not checked."))
+    low_agreement_routing = models.CharField(max_length=16, choices=Routing.choices, default=Routing.OFF)
+    max_overlap = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text=_("Most annotators a task may get when routing asks for one more. Empty: overlap + 1."))
+    pause_low_gold = models.BooleanField(
+        default=False, help_text=_("Pause an annotator on this project when the quality engine flags their gold "
+                                   "accuracy as low (they are told why; a manager resumes them)."))
     current_guideline = models.ForeignKey("Guideline", null=True, blank=True, on_delete=models.SET_NULL,
                                           related_name="+", editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -195,6 +211,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    paused_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                     help_text=_("Set while the annotator is paused on this project."))
+    pause_reason = models.TextField(blank=True, editable=False)
 
     history = history()
 

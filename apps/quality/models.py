@@ -126,12 +126,19 @@ class Alert(TimeStampedModel):
     batch = models.ForeignKey("projects.Batch", null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
     gate = models.ForeignKey("projects.QualityGate", null=True, blank=True, on_delete=models.CASCADE,
                              related_name="alerts")
-    message = models.TextField()
+    task = models.ForeignKey("tasks.Task", null=True, blank=True, on_delete=models.CASCADE, related_name="alerts",
+                             help_text=_("The task a low-agreement alert is about."))
+    message = models.TextField(help_text=_("The text as raised, in English; shown translated from `details`."))
+    details = models.JSONField(default=dict, blank=True,
+                               help_text=_("What the message says, as data (figures, names), so that each reader "
+                                           "gets it in their own language."))
     state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
     acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+", help_text=_("Empty when the alert resolved itself."))
 
     history = history()
 
@@ -141,11 +148,58 @@ class Alert(TimeStampedModel):
             # One live alert per gate while the breach lasts: no alert storms.
             models.UniqueConstraint(fields=["gate"], condition=Q(state__in=["open", "acknowledged"]),
                                     name="alert_one_live_per_gate"),
+            models.UniqueConstraint(fields=["task"], condition=Q(state__in=["open", "acknowledged"]),
+                                    name="alert_one_live_per_task"),
         ]
         indexes = [models.Index(fields=["project", "state", "-created_at"], name="alert_project_state")]
 
     def __str__(self):
         return f"{self.get_kind_display()}: {self.message[:60]}"
+
+
+class AlertRead(models.Model):
+    """That a user has seen an alert: the portal's bell counts a manager's live alerts without one."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="reads")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    read_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "alert"], name="alert_read_once")]
+
+    def __str__(self):
+        return f"{self.user} read alert {self.alert_id}"
+
+
+class SanityRule(TimeStampedModel):
+    """A project's own check on every submission, on top of the schema rules: refused at submit, reported over
+    the existing annotations."""
+
+    class Kind(models.TextChoices):
+        MIN_ITEMS = "min_items", _("At least N items (boxes, spans or labels)")
+        MAX_ITEMS = "max_items", _("At most N items (boxes, spans or labels)")
+        LABEL_NEEDS_NOTE = "label_needs_note", _("Label X needs a note")
+        LABEL_FORBIDDEN = "label_forbidden", _("Label X may not be used")
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="sanity_rules")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    label = models.CharField(max_length=100, blank=True,
+                             help_text=_("The label value the rule is about (label rules; optional for counts: "
+                                         "then items of any label are counted)."))
+    count = models.PositiveIntegerField(default=1, help_text=_("N, for the count rules."))
+    message = models.CharField(max_length=300, blank=True,
+                               help_text=_("Shown to the annotator when the rule refuses a submission. Empty: a "
+                                           "standard message."))
+    is_active = models.BooleanField(default=True)
+
+    history = history()
+
+    class Meta:
+        ordering = ["project", "id"]
+        indexes = [models.Index(fields=["project", "is_active"], name="sanity_rule_project_active")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.project})"
 
 
 class Webhook(TimeStampedModel):

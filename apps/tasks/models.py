@@ -40,6 +40,10 @@ class Task(TimeStampedModel):
     prediction_score = models.FloatField(null=True, blank=True)
     final_result = models.JSONField(null=True, blank=True, editable=False)
     accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    extra_annotations = models.PositiveSmallIntegerField(
+        default=0, editable=False, help_text=_("Annotators added beyond the project's overlap by low-agreement routing."))
+    routed_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                     help_text=_("When low-agreement routing last acted on the task."))
     # A stable random order for 'random' sampling that an index can serve.
     random_key = models.FloatField(default=random_key_default, editable=False)
 

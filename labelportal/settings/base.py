@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.tasks",
     "apps.annotators",
     "apps.quality",
+    "apps.dashboards",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,12 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # vendor/plotly/plotly.min.js, from the plotly wheel: the dashboards' charts, served locally.
+    "apps.core.staticfiles.PackageFileFinder",
+]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
