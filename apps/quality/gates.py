@@ -67,12 +67,14 @@ def _alert_announce(alert):
     transaction.on_commit(lambda: send_mass_mail(messages, fail_silently=False), robust=True)
 
 
-def _alert_raise(*, project, kind, message, severity, batch=None, gate=None):
-    """Create and announce an alert; None when a live one for the same gate already exists (a concurrent twin)."""
+def _alert_raise(*, project, kind, message, severity, batch=None, gate=None, task=None, details=None):
+    """Create and announce an alert; None when a live one for the same gate (or task) already exists (a concurrent
+    twin). `message` is the English text; `details` holds its parameters, from which each reader's language is
+    rendered."""
     try:
-        with transaction.atomic():  # a savepoint: the unique constraint may refuse a second live alert of a gate
+        with transaction.atomic():  # a savepoint: the unique constraints may refuse a second live alert
             alert = Alert.objects.create(kind=kind, severity=severity, project=project, batch=batch, gate=gate,
-                                         message=message)
+                                         task=task, message=message, details=details or {})
     except IntegrityError:
         return None
     _alert_announce(alert)
