@@ -3,7 +3,9 @@
 Rules, in order (DESIGN.md "Assignment"): an unexpired assignment the annotator already holds; their rework; a
 gold task when their share of gold is below the project's gold rate; then open work of active batches by batch
 priority, task priority and the project's sampling, preferring tasks whose language/skill match the annotator.
-Never the same task twice to one annotator, never more live + submitted assignments than the overlap.
+Never the same task twice to one annotator, never more live + submitted assignments than the task's overlap: the
+project's overlap plus the annotators low-agreement routing added to the task (`Task.extra_annotations`). An
+annotator whose membership is paused gets no new task (they still get back the work already theirs).
 
 Candidates are read through indexes in small, ordered pages; only the task chosen is locked, with SKIP LOCKED on
 PostgreSQL, so concurrent annotators spread over different tasks without waiting and never take the same slot. A
@@ -18,10 +20,11 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.core.errors import TransitionError
 from apps.core.permissions import ANNOTATE, require_project_perm
-from apps.projects.models import Batch, Project
+from apps.projects.models import Batch, Membership, Project
 
 from . import services
 from .models import Assignment, Task
@@ -175,8 +178,11 @@ def _open_candidates(project, batch, statuses, search):
     if search.passed:
         tasks = tasks.exclude(pk__in=search.passed)
     if Task.Status.OPEN not in statuses:  # an open task has no live or submitted assignment
+        if project.overlap == 1:
+            tasks = tasks.filter(extra_annotations__gt=0)
         taken = _per_task_count(Assignment.objects.filter(status__in=[*Assignment.LIVE, *Assignment.DONE]))
-        tasks = tasks.alias(taken=taken).filter(taken__lt=project.overlap)
+        # The task's own overlap, compared in SQL: the project's plus what low-agreement routing added to it.
+        tasks = tasks.alias(taken=taken).filter(taken__lt=F("extra_annotations") + project.overlap)
     for ordered in _ordered(tasks, project):
         # Read a page of candidates without locking it, and lock only the one being assigned. Locking the whole
         # page made every concurrent request skip all of its tasks and answer "nothing left" while work remained.
@@ -258,14 +264,30 @@ def _gold_assign(project, search):
             return None
 
 
+class AnnotatorPausedError(TransitionError):
+    """The annotator's membership is paused: no new task until a lead lifts the pause (a 409)."""
+
+
+def annotator_is_paused(project, annotator):
+    """Is the annotator's annotator membership of the project paused (Membership.paused_at set)?"""
+    return Membership.objects.filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR,
+                                     paused_at__isnull=False).exists()
+
+
 def next_task_assign(*, project, annotator, now=None):
-    """The annotator's next assignment in `project` (new or one they already hold), or None when nothing is left."""
+    """The annotator's next assignment in `project` (new or one they already hold), or None when nothing is left.
+
+    A paused annotator still gets back what is already theirs (held work, rework); instead of a new task they get
+    AnnotatorPausedError."""
     require_project_perm(annotator, project, ANNOTATE)
     now = now or timezone.now()
     _expire_due_in_project(project, now)
     current = _held_or_rework(project, annotator, now)
     if current is not None:
         return current
+    if annotator_is_paused(project, annotator):
+        raise AnnotatorPausedError(
+            _("Your work on this project is paused while a lead reviews your recent results."), current="paused")
     search = _Search(annotator)
     for _attempt in range(ASSIGN_ATTEMPTS):
         search.contended, search.busy = False, []
@@ -283,11 +305,11 @@ def next_task_assign(*, project, annotator, now=None):
 
 def _open_assign(project, search):
     batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
-    # With overlap > 1, started tasks with a free slot go first so that tasks finish; one query reads them all
-    # (they are few: no more than the work in hand), by priority like the fresh ones.
-    groups = [STARTED, (Task.Status.OPEN,)] if project.overlap > 1 else [(Task.Status.OPEN,)]
+    # Started tasks with a free slot go first so that tasks finish; one query reads them all (they are few: no more
+    # than the work in hand), by priority like the fresh ones. With overlap 1 only a task that routing gave extra
+    # annotators can have a free slot once started.
     for batch in batches:
-        for statuses in groups:
+        for statuses in (STARTED, (Task.Status.OPEN,)):
             assignment = _open_candidates(project, batch, statuses, search)
             if assignment is not None:
                 return assignment

@@ -191,9 +191,9 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
                                            taken=Count("id", filter=Q(status__in=[*Assignment.LIVE, *Assignment.DONE])))
         if slots["mine"]:
             _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
-        if not task.is_gold and slots["taken"] >= task.project.overlap:
-            _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk,
-                                                                                 "n": task.project.overlap},
+        needed = task.project.overlap + task.extra_annotations  # the task's overlap (low-agreement routing adds)
+        if not task.is_gold and slots["taken"] >= needed:
+            _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk, "n": needed},
                     task.status)
         now = timezone.now()
         assignment = Assignment.objects.create(task=task, annotator=annotator, status=AS.ASSIGNED,
