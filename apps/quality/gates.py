@@ -7,7 +7,8 @@ managers and by the webhook event `alert.raised`; when the gate passes again the
 review guarded by a breached gate is blocked. Throughput dips and outlier annotators raise alerts the same way,
 one live alert per (project, kind, subject).
 
-Alert and e-mail texts are English data, not interface strings: they are not in the translation catalogues.
+An alert's `message` is stored in English (webhooks and logs read it); its `details` hold the message's parameters,
+from which apps.quality.alerts renders it in each reader's language (the portal, the API, each manager's e-mail).
 """
 
 import logging
@@ -15,16 +16,18 @@ import re
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 
 from django.conf import settings
-from django.core.mail import send_mass_mail
+from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.db.models.functions import TruncDay
-from django.utils import timezone
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
 
 from apps.core.errors import TransitionError
 from apps.projects.models import Batch, Membership, QualityGate
 from apps.tasks.models import TaskEvent
 
+from .alerts import alert_portal_url, alert_text
 from .engine import ANNOTATORS, QUALITY, SCOPE, project_lock, snapshot_latest
 from .models import Alert, MetricSnapshot
 
@@ -44,7 +47,43 @@ def throughput_dip_ratio():
 
 def _alert_payload(alert):
     return {"alert": alert.pk, "kind": alert.kind, "severity": alert.severity, "project": alert.project_id,
-            "batch": alert.batch_id, "gate": alert.gate_id, "message": alert.message, "state": alert.state}
+            "batch": alert.batch_id, "gate": alert.gate_id, "task": alert.task_id, "message": alert.message,
+            "details": alert.details, "state": alert.state}
+
+
+def recipient_language(user):
+    """The language a person's e-mail is written in. Users have no language of their own yet (the portal's language
+    lives in a cookie, the annotator profile's languages are those they label in): the site's language."""
+    return settings.LANGUAGE_CODE
+
+
+def _alert_emails(alert, recipients):
+    """One e-mail per manager, subject and body rendered in that manager's language."""
+    project = alert.project
+    emails = []
+    for user in recipients:
+        with translation.override(recipient_language(user)):
+            context = {"alert": alert, "project": project, "text": alert_text(alert), "url": alert_portal_url(alert),
+                       "kind": alert.get_kind_display(), "severity": alert.get_severity_display(), "user": user}
+            subject = render_to_string("quality/email/alert_subject.txt", context)
+            body = render_to_string("quality/email/alert.txt", context)
+        emails.append(EmailMessage(" ".join(subject.split()), body, settings.DEFAULT_FROM_EMAIL, [user.email]))
+    return emails
+
+
+def _alert_managers(project_id):
+    """The active managers of the project who have an e-mail address, each once."""
+    from django.contrib.auth import get_user_model
+
+    users = (get_user_model().objects.filter(memberships__project_id=project_id,
+                                             memberships__role=Membership.Role.MANAGER, is_active=True)
+             .exclude(email="").distinct().order_by("email", "pk"))
+    managers, addresses = [], set()
+    for user in users:  # one e-mail per address, even when two accounts share one
+        if user.email not in addresses:
+            addresses.add(user.email)
+            managers.append(user)
+    return managers
 
 
 def _alert_announce(alert):
@@ -52,19 +91,12 @@ def _alert_announce(alert):
     from .services import webhooks_notify
 
     webhooks_notify(project_id=alert.project_id, event="alert.raised", payload=_alert_payload(alert))
-    recipients = sorted({m.user.email for m in Membership.objects.filter(
-        project_id=alert.project_id, role=Membership.Role.MANAGER, user__is_active=True).select_related("user")
-        if m.user.email})
+    recipients = _alert_managers(alert.project_id)
     if not recipients:
         return
-    project = alert.project
-    subject = f"[LabelPortal] {project.name}: {alert.get_kind_display()}"
-    body = (f"{alert.message}\n\nProject: {project.name}\nAlert #{alert.pk} ({alert.severity}), raised "
-            f"{alert.created_at:%Y-%m-%d %H:%M} UTC. Acknowledge it in the portal or with "
-            f"POST /api/v1/alerts/{alert.pk}/acknowledge/.\n")
-    messages = [(subject, body, settings.DEFAULT_FROM_EMAIL, [address]) for address in recipients]
+    emails = _alert_emails(alert, recipients)
     # robust: a mail server that is down must not undo the alert (it is in the portal either way).
-    transaction.on_commit(lambda: send_mass_mail(messages, fail_silently=False), robust=True)
+    transaction.on_commit(lambda: get_connection(fail_silently=False).send_messages(emails), robust=True)
 
 
 def _alert_raise(*, project, kind, message, severity, batch=None, gate=None, task=None, details=None):
@@ -98,9 +130,16 @@ def gate_state(gate, figure):
     return (QualityGate.State.PASSING if gate.passes(value) else QualityGate.State.BREACHED), value, n
 
 
+def _gate_details(gate, value, n):
+    return {"metric": gate.metric, "comparator": gate.comparator, "threshold": gate.threshold, "value": value, "n": n,
+            "batch": gate.batch.name if gate.batch_id else None}
+
+
 def _gate_message(gate, value, n):
     scope = f"batch “{gate.batch.name}”" if gate.batch_id else "the project"
-    return (f"Quality gate breached on {scope}: {gate.get_metric_display()} is {value:.3f}, required "
+    with translation.override("en"):  # the stored message is English whatever language the worker runs in
+        metric = gate.get_metric_display()
+    return (f"Quality gate breached on {scope}: {metric} is {value:.3f}, required "
             f"{gate.get_comparator_display()} {gate.threshold:g} (over {n} samples).")
 
 
@@ -127,7 +166,8 @@ def gates_evaluate(project, *, now=None):
             live = live_alerts.get(gate.pk)
             if state == QualityGate.State.BREACHED and live is None:
                 _alert_raise(project=project, kind=Alert.Kind.GATE_BREACH, severity=Alert.Severity.CRITICAL,
-                             batch=gate.batch, gate=gate, message=_gate_message(gate, value, n))
+                             batch=gate.batch, gate=gate, message=_gate_message(gate, value, n),
+                             details=_gate_details(gate, value, n))
             elif state == QualityGate.State.PASSING and live is not None:
                 _alert_resolve(live, now)
         QualityGate.objects.filter(pk__in=unchanged).update(evaluated_at=now)
@@ -211,10 +251,13 @@ def throughput_alert_evaluate(project, *, now=None):
     dip = figure["dip"] and _work_remaining(project)
     live = Alert.objects.filter(project=project, kind=Alert.Kind.THROUGHPUT_DIP, state__in=LIVE).first()
     if dip and live is None:
+        ratio = throughput_dip_ratio()
         return _alert_raise(
             project=project, kind=Alert.Kind.THROUGHPUT_DIP, severity=Alert.Severity.WARNING,
             message=(f"Throughput dip: {figure['submitted']} submissions on {figure['day']} (UTC), below "
-                     f"{throughput_dip_ratio():.0%} of the trailing 7-day mean ({figure['trailing_mean']:.1f} a day)."))
+                     f"{ratio:.0%} of the trailing 7-day mean ({figure['trailing_mean']:.1f} a day)."),
+            details={"day": figure["day"], "submitted": figure["submitted"],
+                     "trailing_mean": figure["trailing_mean"], "ratio": ratio})
     if not dip and live is not None:
         _alert_resolve(live, now)
     return live
@@ -228,20 +271,24 @@ def outlier_alerts_evaluate(project, *, now=None):
                if row.get("flags")}
     live = {}
     for alert in Alert.objects.filter(project=project, kind=Alert.Kind.OUTLIER_ANNOTATOR, state__in=LIVE):
-        match = _OUTLIER_SUBJECT.match(alert.message)
-        if match:
-            live[int(match.group(1))] = alert
+        if alert.details.get("paused"):  # an automatic pause is said once, not kept in step with the flags
+            continue
+        match = _OUTLIER_SUBJECT.match(alert.message)  # alerts raised before details existed name them only there
+        annotator_id = alert.details.get("annotator_id") or (int(match.group(1)) if match else None)
+        if annotator_id is not None:
+            live[int(annotator_id)] = alert
     raised = []
     for annotator_id, row in sorted(flagged.items()):
         message = (f"Annotator #{annotator_id} ({row.get('username')}) is far from the team: "
                    f"{', '.join(row['flags'])} (robust z-score beyond 3 over at least 20 tasks).")
+        details = {"annotator_id": annotator_id, "username": row.get("username"), "flags": list(row["flags"])}
         alert = live.get(annotator_id)
         if alert is None:
             raised.append(_alert_raise(project=project, kind=Alert.Kind.OUTLIER_ANNOTATOR,
-                                       severity=Alert.Severity.WARNING, message=message))
-        elif alert.message != message:  # other flags now: the same live alert says so
-            alert.message = message
-            alert.save(update_fields=["message", "updated_at"])
+                                       severity=Alert.Severity.WARNING, message=message, details=details))
+        elif alert.message != message or alert.details != details:  # other flags now: the same live alert says so
+            alert.message, alert.details = message, details
+            alert.save(update_fields=["message", "details", "updated_at"])
     for annotator_id, alert in live.items():
         if annotator_id not in flagged:
             _alert_resolve(alert, now)
