@@ -7,14 +7,15 @@ import json
 import http.client
 import socket
 import ssl
-from datetime import timedelta
+from datetime import UTC, timedelta
 from urllib.parse import quote, urlsplit
 
+import numpy as np
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Count
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models import Avg, Count, Min
+from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, TruncDay, TruncHour
 from django.utils import timezone
 
 from apps.core.audit import records_actor
@@ -61,6 +62,84 @@ def _eta(project, now, by_status):
     return {"remaining_annotations": remaining, "per_day": round(recent / 7, 2), "date": date}
 
 
+HEATMAP_DAYS = 28  # the weekday × hour map covers four whole weeks: every weekday counted four times
+ETA_WINDOW_DAYS = 28  # the ETA range: the spread of the 7-day pace over this many days
+
+
+def _throughput_heatmap(project, now):
+    """Submissions by ISO weekday (1 = Monday) × UTC hour over the last HEATMAP_DAYS days: a 7 × 24 grid, one
+    GROUP BY on the event log's (project, type, at) index."""
+    grid = [[0] * 24 for _ in range(7)]
+    rows = (TaskEvent.objects.filter(project=project, type__in=SUBMISSION_EVENTS,
+                                     at__gte=now - timedelta(days=HEATMAP_DAYS))
+            .annotate(weekday=ExtractIsoWeekDay("at", tzinfo=UTC), hour=ExtractHour("at", tzinfo=UTC))
+            .values("weekday", "hour").annotate(n=Count("id")).order_by())
+    for row in rows:
+        grid[row["weekday"] - 1][row["hour"]] = row["n"]
+    return {"days": HEATMAP_DAYS, "weekdays": [1, 2, 3, 4, 5, 6, 7], "hours": list(range(24)), "submitted": grid}
+
+
+def _eta_range(eta, per_day, now):
+    """How sure the ETA is: the dates at the 90th and 10th percentile of the 7-day pace (submissions per day, each
+    7-day window ending on one of the last ETA_WINDOW_DAYS days), so weekends and slow weeks widen the range.
+    Less than 7 days since the first submission: no range (None dates, confidence "none")."""
+    today = now.date()
+    counts = {row["date"]: row["submitted"] for row in per_day}
+    days = [(today - timedelta(days=i)).isoformat() for i in range(ETA_WINDOW_DAYS + 6, -1, -1)]
+    daily = np.array([counts.get(day, 0) for day in days], dtype=float)
+    first = next((i for i, n in enumerate(daily) if n), None)
+    remaining = eta.get("remaining_annotations") or 0
+    empty = {"date_early": None, "date_late": None, "per_day_low": None, "per_day_high": None,
+             "windows": 0, "confidence": "none"}
+    if first is None:
+        return empty
+    history = daily[first:]
+    if len(history) < 7:
+        return empty  # less than a week of work: no pace to draw a range from
+    windows = np.convolve(history, np.ones(7) / 7, mode="valid")  # 7-day means, oldest first
+    low, high = (float(np.percentile(windows, q)) for q in (10, 90))
+
+    def date_at(rate):
+        if remaining == 0:
+            return today.isoformat()
+        if rate <= 0:
+            return None
+        try:
+            return (now + timedelta(days=remaining / rate)).date().isoformat()
+        except OverflowError:
+            return None
+
+    spread = (high - low) / high if high > 0 else 1.0
+    confidence = "high" if len(windows) >= 14 and spread <= 0.25 else "medium" if spread <= 0.6 else "low"
+    return {"date_early": date_at(high), "date_late": date_at(low), "per_day_low": round(low, 2),
+            "per_day_high": round(high, 2), "windows": int(len(windows)), "confidence": confidence}
+
+
+def _review_backlog(project, now):
+    """What waits for review now (the portal home's definition) and the review latency per UTC day (last 30 days):
+    decided reviews and their mean seconds from submission to decision."""
+    from apps.tasks.models import Annotation
+
+    from .engine import SecondsBetween
+
+    waiting = Annotation.objects.filter(
+        task__project=project, is_current=True, needs_review=True,
+        status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
+        assignment__status=Assignment.Status.SUBMITTED).aggregate(n=Count("id"), oldest=Min("submitted_at"))
+    latency = (Review.objects.filter(annotation__task__project=project, decided_at__gte=now - timedelta(days=30))
+               .annotate(bucket=TruncDay("decided_at"))
+               .values("bucket").annotate(n=Count("id"),
+                                          seconds=Avg(SecondsBetween("decided_at", "annotation__submitted_at")))
+               .order_by("bucket"))
+    return {
+        "backlog": waiting["n"],
+        "oldest_seconds": (now - waiting["oldest"]).total_seconds() if waiting["oldest"] else None,
+        "latency_per_day": [{"date": row["bucket"].date().isoformat(), "decided": row["n"],
+                             "mean_latency_seconds": round(row["seconds"], 1) if row["seconds"] is not None else None}
+                            for row in latency],
+    }
+
+
 def _review_rates(project):
     """acceptance_rate and rework_rate (METRICS.md "Annotator", project-wide) and error-type counts."""
     decisions = dict(Review.objects.filter(annotation__task__project=project, decided_at__isnull=False)
@@ -84,19 +163,25 @@ def progress_compute(project, now=None):
     """Progress, throughput, ETA and review rates of a project, by database aggregation (run by workers)."""
     now = now or timezone.now()
     by_status = dict.fromkeys(Task.Status.values, 0)
-    for row in Task.objects.filter(project=project).values("status").annotate(n=Count("id")).order_by():
-        by_status[row["status"]] = row["n"]
+    by_batch = {}  # batch id (str: JSON keys) -> tasks per status, from the same GROUP BY
+    for row in Task.objects.filter(project=project).values("batch_id", "status").annotate(n=Count("id")).order_by():
+        by_status[row["status"]] += row["n"]
+        by_batch.setdefault(str(row["batch_id"]), dict.fromkeys(Task.Status.values, 0))[row["status"]] = row["n"]
     total = sum(by_status.values())
     countable = total - by_status[Task.Status.CANCELLED]
     live = Assignment.objects.filter(task__project=project, status__in=Assignment.LIVE).count()
+    throughput = _throughput(project, now)
+    eta = _eta(project, now, by_status)
     return {
         "total": total,
         "by_status": by_status,
+        "by_batch": by_batch,
         "accepted_pct": round(100 * by_status[Task.Status.ACCEPTED] / countable, 2) if countable else None,
         "live_assignments": live,
-        "eta": _eta(project, now, by_status),
-        "throughput": _throughput(project, now),
-        "review": _review_rates(project),
+        "eta": eta,
+        "eta_range": _eta_range(eta, throughput["per_day"], now),
+        "throughput": {**throughput, "heatmap": _throughput_heatmap(project, now)},
+        "review": {**_review_rates(project), **_review_backlog(project, now)},
     }
 
 
@@ -126,6 +211,42 @@ def progress_snapshot_write(*, project_id, now=None):
 def progress_latest(project):
     return (MetricSnapshot.objects.filter(project=project, scope=MetricSnapshot.Scope.PROJECT, kind="progress")
             .order_by("-computed_at").first())
+
+
+NO_AGREEMENT = {"metric": None, "value": None, "n": 0}
+
+
+def metrics_payload(*, progress, quality):
+    """The figures of `GET /projects/{id}/metrics/` (API.md) from a progress and a quality snapshot (either may be
+    None): the API and the project dashboard both answer with this, so their numbers are the same."""
+    values = progress.values if progress else {}
+    quality_values = quality.values if quality else {}
+    # Before the first quality pass the review rates of the progress snapshot stand in.
+    review = values.get("review", {})
+
+    def figure(name):
+        return quality_values[name] if name in quality_values else review.get(name)
+
+    return {
+        "progress": {"total": values.get("total"), "by_status": values.get("by_status", {}),
+                     "accepted_pct": values.get("accepted_pct"), "eta": values.get("eta", {}).get("date"),
+                     "eta_detail": values.get("eta"), "eta_range": values.get("eta_range")},
+        "throughput": values.get("throughput", {"per_day": [], "per_hour": []}),
+        "quality": {
+            "agreement": quality_values.get("agreement", NO_AGREEMENT),
+            "gold_accuracy": quality_values.get("gold_accuracy"),
+            "acceptance_rate": figure("acceptance_rate"),
+            "rework_rate": figure("rework_rate"),
+            "sanity_pass_rate": quality_values.get("sanity_pass_rate"),
+            "fleiss_kappa": quality_values.get("fleiss_kappa"),
+            "samples": quality_values.get("samples", {}),
+            "error_types": figure("error_types") or {},
+            "error_types_by_label": quality_values.get("error_types_by_label", {}),
+            "computed_at": quality.computed_at if quality else None,
+        },
+        "review": {name: review.get(name) for name in ("backlog", "oldest_seconds", "latency_per_day")},
+        "computed_at": progress.computed_at if progress else None,
+    }
 
 
 # --- quality figures: the engine computes, the gates judge ---------------------------------------------------------

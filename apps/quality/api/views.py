@@ -31,34 +31,9 @@ class ProjectMetricsView(APIView):
         project = project_for(request, project_id)
         if not (has_project_perm(request.user, project, MANAGE) or has_project_perm(request.user, project, REVIEW)):
             raise PermissionDenied("Project figures are for the project's managers and reviewers.")
-        values, computed_at = _progress_values(project)
-        quality = selectors.snapshot_latest(project=project, kind="quality")
-        quality_values = quality.values if quality else {}
-        # Before the first quality pass the review rates of the progress snapshot stand in.
-        review = values.get("review", {})
-
-        def figure(name):
-            return quality_values[name] if name in quality_values else review.get(name)
-
-        return Response({
-            "progress": {"total": values.get("total"), "by_status": values.get("by_status", {}),
-                         "accepted_pct": values.get("accepted_pct"), "eta": values.get("eta", {}).get("date"),
-                         "eta_detail": values.get("eta")},
-            "throughput": values.get("throughput", {"per_day": [], "per_hour": []}),
-            "quality": {
-                "agreement": quality_values.get("agreement", NO_AGREEMENT),
-                "gold_accuracy": quality_values.get("gold_accuracy"),
-                "acceptance_rate": figure("acceptance_rate"),
-                "rework_rate": figure("rework_rate"),
-                "sanity_pass_rate": quality_values.get("sanity_pass_rate"),
-                "fleiss_kappa": quality_values.get("fleiss_kappa"),
-                "samples": quality_values.get("samples", {}),
-                "error_types": figure("error_types") or {},
-                "error_types_by_label": quality_values.get("error_types_by_label", {}),
-                "computed_at": quality.computed_at if quality else None,
-            },
-            "computed_at": computed_at,
-        })
+        return Response(services.metrics_payload(
+            progress=selectors.snapshot_latest(project=project, kind="progress"),
+            quality=selectors.snapshot_latest(project=project, kind="quality")))
 
 
 class ProjectAnnotatorsView(APIView):
