@@ -18,11 +18,6 @@ from .serializers import AlertSerializer
 NO_AGREEMENT = {"metric": None, "value": None, "n": 0}
 
 
-def _progress_values(project):
-    snapshot = selectors.snapshot_latest(project=project, kind="progress")
-    return (snapshot.values if snapshot else {}), (snapshot.computed_at if snapshot else None)
-
-
 class ProjectMetricsView(APIView):
     """`GET /projects/{id}/metrics/` progress, throughput and quality, as last computed by the workers."""
 
