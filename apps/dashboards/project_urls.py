@@ -1,3 +1,11 @@
 """URLs of the project dashboards."""
 
-urlpatterns = []
+from django.urls import path
+
+from . import project_views
+
+app_name = "dashboards"
+
+urlpatterns = [
+    path("projects/<int:project_id>/dashboard/", project_views.project_dashboard_view, name="project"),
+]

@@ -1,0 +1,218 @@
+"""What the project dashboard shows, read from the snapshots the workers write (never computed over tasks here).
+
+A fixed handful of queries whatever the size of the project: the latest progress and quality snapshots, one
+query for the day-by-day history of both (the last snapshot of each day, only the JSON keys drawn), the gates,
+the live alerts, the batches of the filter and the error-type names. `dashboard_tables` turns the figures into the
+tables the page shows under its charts and offers as CSV.
+"""
+
+from datetime import UTC, datetime, time, timedelta
+
+from django import forms
+from django.db.models import Max, Q, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from apps.projects.models import Batch, QualityGate
+from apps.quality.models import Alert, ErrorType, MetricSnapshot
+from apps.quality.services import metrics_payload
+from apps.tasks.models import Task
+
+SCOPE = MetricSnapshot.Scope
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+ALERTS_SHOWN = 50
+QUALITY_SERIES = ("agreement", "gold_accuracy", "acceptance_rate", "rework_rate")
+UNFINISHED = [s for s in Task.Status.values if s not in (Task.Status.ACCEPTED, Task.Status.CANCELLED)]
+
+
+class DashboardFilterForm(forms.Form):
+    """The GET filters: a batch of the project and a date range (at most MAX_DAYS days, not in the future)."""
+
+    batch = forms.ModelChoiceField(queryset=Batch.objects.none(), required=False, empty_label=gettext_lazy("All batches"),
+                                   label=gettext_lazy("Batch"))
+    date_from = forms.DateField(required=False, label=gettext_lazy("From"),
+                                widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label=gettext_lazy("To"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, data, *, project, today):
+        super().__init__(data)
+        self.today = today
+        # Only this project's batches: an id of another project's batch is "not one of the choices", never shown.
+        self.fields["batch"].queryset = Batch.objects.filter(project=project).order_by("-priority", "name", "pk")
+
+    def clean(self):
+        cleaned = super().clean()
+        date_to = cleaned.get("date_to") or self.today
+        date_from = cleaned.get("date_from") or date_to - timedelta(days=DEFAULT_DAYS - 1)
+        if "date_to" in self.errors or "date_from" in self.errors:
+            return cleaned
+        if date_from > date_to:
+            self.add_error("date_from", _("The start date must be on or before the end date."))
+        elif (date_to - date_from).days + 1 > MAX_DAYS:
+            self.add_error("date_from", _("Choose at most %(days)d days.") % {"days": MAX_DAYS})
+        cleaned["date_from"], cleaned["date_to"] = date_from, date_to
+        return cleaned
+
+    def errors_as_dict(self):
+        return {field: [str(message) for message in messages] for field, messages in self.errors.items()}
+
+
+def _daily_history(project, batch, date_from, date_to):
+    """The last progress and quality snapshot of each UTC day in the range, only the figures the charts draw: one
+    query (the snapshot_lookup index serves both the per-day maximum and the rows)."""
+    quality_scope, quality_batch = (SCOPE.BATCH, batch.pk) if batch else (SCOPE.PROJECT, None)
+    start = datetime.combine(date_from, time.min, tzinfo=UTC)
+    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
+    wanted = (Q(scope=SCOPE.PROJECT, kind="progress")
+              | Q(scope=quality_scope, kind="quality", batch_id=quality_batch))
+    in_range = MetricSnapshot.objects.filter(wanted, project=project, computed_at__gte=start, computed_at__lt=end)
+    last_of_day = (in_range.annotate(day=TruncDate("computed_at")).values("kind", "day")
+                   .annotate(last=Max("computed_at")).values("last"))
+    status_path = f"values__by_batch__{batch.pk}" if batch else "values__by_status"
+    rows = (in_range.filter(computed_at__in=Subquery(last_of_day)).order_by("computed_at")
+            .values("kind", "computed_at", status_path, "values__review__backlog",
+                    "values__eta__remaining_annotations", "values__agreement__value",
+                    *(f"values__{name}" for name in QUALITY_SERIES[1:])))
+    progress, quality = [], []
+    for row in rows:
+        day = row["computed_at"].date().isoformat()
+        if row["kind"] == "progress":
+            by_status = row[status_path] or {}
+            progress.append({
+                "date": day,
+                "remaining_tasks": sum(by_status.get(s, 0) for s in UNFINISHED),
+                "accepted": by_status.get(Task.Status.ACCEPTED, 0),
+                "in_review": by_status.get(Task.Status.IN_REVIEW, 0),
+                "review_backlog": row["values__review__backlog"],
+                "remaining_annotations": row["values__eta__remaining_annotations"],
+            })
+        else:
+            quality.append({"date": day, "agreement": row["values__agreement__value"],
+                            **{name: row[f"values__{name}"] for name in QUALITY_SERIES[1:]}})
+    return progress, quality
+
+
+def _in_range(rows, date_from, date_to, key="date"):
+    low, high = date_from.isoformat(), date_to.isoformat()
+    return [row for row in rows if low <= row[key][:10] <= high]
+
+
+def project_dashboard(*, project, batch=None, date_from=None, date_to=None, now=None):
+    """Every figure of the dashboard, as JSON-ready data. `metrics` is exactly the API's `/metrics/` payload."""
+    now = now or timezone.now()
+    date_to = date_to or now.date()
+    date_from = date_from or date_to - timedelta(days=DEFAULT_DAYS - 1)
+    snapshots = MetricSnapshot.objects.filter(project=project, scope=SCOPE.PROJECT).order_by("-computed_at")
+    progress = snapshots.filter(kind="progress").first()
+    quality = snapshots.filter(kind="quality").first()
+    metrics = metrics_payload(progress=progress, quality=quality)
+    values = progress.values if progress else {}
+    if batch is not None:
+        batch_quality = (MetricSnapshot.objects.filter(project=project, scope=SCOPE.BATCH, kind="quality",
+                                                       batch=batch).order_by("-computed_at").first())
+        batch_values = batch_quality.values if batch_quality else {}
+        by_status = values.get("by_batch", {}).get(str(batch.pk), dict.fromkeys(Task.Status.values, 0))
+        quality_now = {name: batch_values.get(name) for name in QUALITY_SERIES}
+        quality_now["agreement"] = (batch_values.get("agreement") or {}).get("value")
+        error_counts = batch_values.get("error_types", {})
+    else:
+        by_status = metrics["progress"]["by_status"]
+        quality_now = {name: metrics["quality"][name] for name in QUALITY_SERIES}
+        quality_now["agreement"] = metrics["quality"]["agreement"]["value"]
+        error_counts = metrics["quality"]["error_types"]
+    total = sum(by_status.values()) if by_status else 0
+    countable = total - by_status.get(Task.Status.CANCELLED, 0)
+    accepted = by_status.get(Task.Status.ACCEPTED, 0)
+
+    progress_days, quality_days = _daily_history(project, batch, date_from, date_to)
+    gates = QualityGate.objects.filter(project=project, is_active=True)
+    gates = gates.filter(Q(batch=batch) | Q(batch__isnull=True)) if batch else gates.filter(batch__isnull=True)
+    gate_rows = [{"id": g.pk, "metric": g.metric, "metric_name": g.get_metric_display(), "comparator": g.comparator,
+                  "threshold": g.threshold, "min_samples": g.min_samples, "state": g.state,
+                  "state_name": g.get_state_display(), "last_value": g.last_value, "last_n": g.last_n,
+                  "batch": g.batch_id} for g in gates.order_by("metric", "pk")]
+    alerts = Alert.objects.filter(project=project, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED])
+    if batch is not None:
+        alerts = alerts.filter(Q(batch=batch) | Q(batch__isnull=True))
+    alert_rows = [{"id": a.pk, "kind": a.kind, "kind_name": a.get_kind_display(), "severity": a.severity,
+                   "state": a.state, "batch": a.batch_id, "message": a.message, "created_at": a.created_at}
+                  for a in alerts.order_by("-created_at", "-pk")[:ALERTS_SHOWN + 1]]
+    names = dict(ErrorType.objects.filter(project=project).values_list("code", "name"))
+    throughput = metrics["throughput"]
+    eta_range = metrics["progress"].get("eta_range") or {}
+    review = metrics["review"]
+    return {
+        "project": {"id": project.pk, "name": project.name, "overlap": project.overlap},
+        "filters": {"batch": batch.pk if batch else None, "batch_name": batch.name if batch else None,
+                    "date_from": date_from.isoformat(), "date_to": date_to.isoformat()},
+        "metrics": metrics,
+        "progress": {"total": total, "by_status": by_status, "accepted": accepted,
+                     "accepted_pct": round(100 * accepted / countable, 2) if countable else None,
+                     "remaining": sum(by_status.get(s, 0) for s in UNFINISHED),
+                     "eta": metrics["progress"]["eta"], "eta_detail": metrics["progress"]["eta_detail"],
+                     "eta_range": eta_range},
+        "throughput": {"per_day": _in_range(throughput.get("per_day", []), date_from, date_to),
+                       "per_hour": throughput.get("per_hour", []), "heatmap": throughput.get("heatmap")},
+        "burndown": progress_days,
+        "quality": {"now": quality_now, "per_day": quality_days, "gates": gate_rows,
+                    "error_types": [{"code": code, "name": names.get(code, code), "count": n}
+                                    for code, n in sorted(error_counts.items(), key=lambda item: (-item[1], item[0]))]},
+        "review": {"backlog": review.get("backlog"), "oldest_seconds": review.get("oldest_seconds"),
+                   "latency_per_day": _in_range(review.get("latency_per_day") or [], date_from, date_to)},
+        "alerts": {"rows": alert_rows[:ALERTS_SHOWN], "more": len(alert_rows) > ALERTS_SHOWN},
+        "computed_at": metrics["computed_at"], "quality_computed_at": metrics["quality"]["computed_at"],
+    }
+
+
+WEEKDAYS = [gettext_lazy("Monday"), gettext_lazy("Tuesday"), gettext_lazy("Wednesday"), gettext_lazy("Thursday"),
+            gettext_lazy("Friday"), gettext_lazy("Saturday"), gettext_lazy("Sunday")]
+
+
+def dashboard_tables(data):
+    """The tables of the page (each chart's numbers), as {name: {"title", "columns", "rows"}}: shown under the
+    charts and downloadable as CSV (`?format=csv&table=<name>`)."""
+    status_names = dict(Task.Status.choices)
+    heatmap = data["throughput"]["heatmap"] or {"submitted": [[0] * 24 for _ in range(7)]}
+    tables = {
+        "status": (_("Tasks by status"), [_("Status"), _("Tasks")],
+                   [[status_names.get(s, s), n] for s, n in data["progress"]["by_status"].items()]),
+        "burndown": (_("Remaining work by day"), [_("Date"), _("Remaining tasks"), _("Accepted tasks"),
+                                                   _("Remaining annotations")],
+                     [[r["date"], r["remaining_tasks"], r["accepted"], r["remaining_annotations"]]
+                      for r in data["burndown"]]),
+        "throughput_day": (_("Submissions per day"), [_("Date"), _("Submissions")],
+                           [[r["date"], r["submitted"]] for r in data["throughput"]["per_day"]]),
+        "throughput_hour": (_("Submissions per hour (last 48 hours)"), [_("Hour (UTC)"), _("Submissions")],
+                            [[r["hour"], r["submitted"]] for r in data["throughput"]["per_hour"]]),
+        "heatmap": (_("Submissions by weekday and hour (UTC, last 28 days)"), [_("Weekday"), _("Hour (UTC)"),
+                                                                              _("Submissions")],
+                    [[str(WEEKDAYS[d]), h, heatmap["submitted"][d][h]] for d in range(7) for h in range(24)]),
+        "review": (_("Reviews per day"), [_("Date"), _("Decided"), _("Mean latency (hours)")],
+                   [[r["date"], r["decided"], _hours(r["mean_latency_seconds"])]
+                    for r in data["review"]["latency_per_day"]]),
+        "quality": (_("Quality by day"), [_("Date"), _("Agreement"), _("Gold accuracy"), _("Acceptance rate"),
+                                          _("Rework rate")],
+                    [[r["date"], *(_round(r[name]) for name in QUALITY_SERIES)] for r in data["quality"]["per_day"]]),
+        "gates": (_("Quality gates"), [_("Metric"), _("Rule"), _("Threshold"), _("State"), _("Last value"),
+                                       _("Sample")],
+                  [[g["metric_name"], "≥" if g["comparator"] == "gte" else "≤", g["threshold"], g["state_name"],
+                    _round(g["last_value"]), g["last_n"]] for g in data["quality"]["gates"]]),
+        "error_types": (_("Errors found in review"), [_("Error type"), _("Code"), _("Reviews")],
+                        [[e["name"], e["code"], e["count"]] for e in data["quality"]["error_types"]]),
+        "alerts": (_("Open alerts"), [_("Raised"), _("Kind"), _("Severity"), _("State"), _("Message")],
+                   [[a["created_at"].isoformat(timespec="minutes") if hasattr(a["created_at"], "isoformat")
+                     else a["created_at"], a["kind_name"], a["severity"], a["state"], a["message"]]
+                    for a in data["alerts"]["rows"]]),
+    }
+    return {name: {"title": title, "columns": columns, "rows": rows} for name, (title, columns, rows) in tables.items()}
+
+
+def _round(value, digits=3):
+    return round(value, digits) if isinstance(value, (int, float)) else value
+
+
+def _hours(seconds):
+    return round(seconds / 3600, 2) if seconds is not None else None

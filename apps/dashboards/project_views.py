@@ -1,0 +1,79 @@
+"""The project dashboard (portal): charts first, each with its table; `?format=json` and `?format=csv&table=`.
+
+For the project's managers, and admins. Outsiders get 404 (the project is not revealed), members without the
+manager role 403 — as every portal page decides it (apps.tasks.views._project_or_404).
+"""
+
+import csv
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework.utils.encoders import JSONEncoder
+
+from apps.core.permissions import MANAGE
+from apps.tasks.views import _project_or_404
+
+from .project_figures import DashboardFilterForm, dashboard_tables, project_dashboard
+
+FORMATS = ("html", "json", "csv")
+# A spreadsheet runs a cell that starts with one of these as a formula: such text is written with a leading '.
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _bad_request(request, fmt, project, form, message, errors):
+    if fmt == "json":
+        return JsonResponse({"detail": message, "errors": errors}, status=400)
+    if fmt == "csv":
+        return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+    return render(request, "dashboards/project.html", {"project": project, "form": form, "error": message},
+                  status=400)
+
+
+@login_required
+def project_dashboard_view(request, project_id):
+    project = _project_or_404(request.user, project_id, MANAGE)
+    fmt = request.GET.get("format", "html")
+    form = DashboardFilterForm(request.GET, project=project, today=timezone.now().date())
+    if fmt not in FORMATS:
+        return _bad_request(request, "json", project, form, _("Unknown format: choose html, json or csv."),
+                            {"format": [_("Choose html, json or csv.")]})
+    if not form.is_valid():
+        return _bad_request(request, fmt, project, form, _("Some filters are not valid; nothing was filtered."),
+                            form.errors_as_dict())
+    data = project_dashboard(project=project, batch=form.cleaned_data["batch"],
+                             date_from=form.cleaned_data["date_from"], date_to=form.cleaned_data["date_to"])
+    if fmt == "json":
+        # The API's encoder: its timestamps read exactly as `GET /projects/{id}/metrics/` writes them.
+        return JsonResponse(data, encoder=JSONEncoder, json_dumps_params={"ensure_ascii": False})
+    tables = dashboard_tables(data)
+    if fmt == "csv":
+        name = request.GET.get("table", "")
+        if name not in tables:
+            message = _("Unknown table: choose one of %(tables)s.") % {"tables": ", ".join(tables)}
+            return _bad_request(request, fmt, project, form, message, {"table": [message]})
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{project.slug}-{name}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(tables[name]["columns"])
+        writer.writerows([_csv_cell(cell) for cell in row] for row in tables[name]["rows"])
+        return response
+    query = request.GET.copy()
+    query.pop("format", None)
+    query.pop("table", None)
+    return render(request, "dashboards/project.html", {
+        "project": project, "form": form, "data": data, "tables": tables,
+        "chart_data": {key: data[key] for key in ("progress", "throughput", "burndown", "quality", "review",
+                                                  "filters")},
+        "query": query.urlencode(),
+    })
