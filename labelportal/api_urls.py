@@ -51,4 +51,5 @@ urlpatterns = [
     path("me/metrics/", quality.MyMetricsView.as_view(), name="my-metrics"),
     path("alerts/", quality.AlertListView.as_view(), name="alert-list"),
     path("alerts/<int:alert_id>/acknowledge/", quality.AlertAcknowledgeView.as_view(), name="alert-acknowledge"),
+    path("alerts/<int:alert_id>/resolve/", quality.AlertResolveView.as_view(), name="alert-resolve"),
 ]

@@ -302,6 +302,27 @@ def alert_acknowledge(*, alert, actor):
     return alert
 
 
+@records_actor
+def alert_resolve(*, alert, actor):
+    """A manager has dealt with the alert: open or acknowledged → resolved, with who and when (an alert that
+    resolves itself, a gate passing again, has no resolver)."""
+    from django.utils.translation import gettext as _
+
+    from apps.core.errors import TransitionError
+    from apps.core.permissions import MANAGE, require_project_perm
+
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().select_related("project").get(pk=alert.pk)
+        require_project_perm(actor, alert.project, MANAGE)
+        if alert.state == Alert.State.RESOLVED:
+            raise TransitionError(_("The alert is already resolved."), current=alert.state)
+        alert.state = Alert.State.RESOLVED
+        alert.resolved_by = actor
+        alert.resolved_at = timezone.now()
+        alert.save(update_fields=["state", "resolved_by", "resolved_at", "updated_at"])
+    return alert
+
+
 # --- webhooks -----------------------------------------------------------------------------------------------------
 
 

@@ -118,6 +118,7 @@ EXPECTED = {
     ("alert-list", "get"): {"statuses": allowed(outsider=200)},
     # Alerts are for managers: nobody else can see them, so to them they do not exist.
     ("alert-acknowledge", "post"): {"statuses": allowed(annotator=404, reviewer=404)},
+    ("alert-resolve", "post"): {"statuses": allowed(annotator=404, reviewer=404)},
 }
 
 

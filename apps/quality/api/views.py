@@ -104,7 +104,8 @@ class AlertListView(generics.ListAPIView):
     filterset_class = AlertFilter
 
     def get_queryset(self):
-        return selectors.alert_list(user=self.request.user).select_related("acknowledged_by").order_by("-created_at")
+        return (selectors.alert_list(user=self.request.user).select_related("acknowledged_by", "resolved_by")
+                .order_by("-created_at", "-pk"))
 
 
 class AlertAcknowledgeView(APIView):
@@ -114,3 +115,12 @@ class AlertAcknowledgeView(APIView):
     def post(self, request, alert_id):
         alert = selectors.alert_list(user=request.user).get(pk=alert_id)
         return Response(AlertSerializer(services.alert_acknowledge(alert=alert, actor=request.user)).data)
+
+
+class AlertResolveView(APIView):
+    """`POST /alerts/{id}/resolve/`: open or acknowledged → resolved, by the caller (409 when already resolved)."""
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    def post(self, request, alert_id):
+        alert = selectors.alert_list(user=request.user).get(pk=alert_id)
+        return Response(AlertSerializer(services.alert_resolve(alert=alert, actor=request.user)).data)
