@@ -231,6 +231,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.tasks.tasks.assignments_expire_due",
         "schedule": crontab(minute="*"),
     },
+    # The people dashboards' learning curves (apps/dashboards/people_trends.py): weekly figures need no fresher.
+    "people-trends-recompute-all": {
+        "task": "apps.dashboards.tasks.people_trends_recompute_all",
+        "schedule": crontab(minute="7,37"),
+    },
 }
 
 LOGGING = {

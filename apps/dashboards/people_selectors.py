@@ -1,0 +1,172 @@
+"""Reads of the people dashboards: snapshots the workers wrote (quality engine kind "annotators", people_trends) and
+a few rows of the person's own feedback and questions. A fixed number of queries each, whatever the project's size.
+
+Nothing here decides who may see what: the views check the role first, and the my-stats reads return only the
+caller's own figures and the team's anonymised distribution.
+"""
+
+import statistics
+
+from django.db.models import Q
+from rest_framework.fields import DateTimeField
+
+from apps.annotators.models import Team
+from apps.projects.models import Membership
+from apps.quality.engine import ANNOTATORS, DISTRIBUTION_FIGURES
+from apps.quality.models import Review
+from apps.quality.selectors import snapshot_latest
+from apps.tasks.models import Clarification
+
+from .people_trends import KIND as TRENDS_KIND
+from .people_trends import TREND_FIGURES
+
+FEEDBACK_LIMIT = 30
+CLARIFICATION_LIMIT = 30
+# The columns of the annotator table, in the API's names (GET /projects/{id}/annotators/).
+TABLE_FIGURES = ("submitted", "median_lead_time_seconds", "difficulty_adjusted_speed", "acceptance_rate",
+                 "rework_rate", "gold_accuracy", "agreement")
+
+
+def _time(value):
+    """A datetime as the API writes it (DRF's ISO 8601), so that the pages' JSON equals the API's."""
+    return DateTimeField().to_representation(value) if value else None
+
+
+def annotators_figures(*, project):
+    """The figures of `GET /projects/{id}/annotators/` (managers): every annotator's row, the reviewers, the team
+    distribution and when they were computed. One query."""
+    snapshot = snapshot_latest(project=project, kind=ANNOTATORS)
+    values = snapshot.values if snapshot else {}
+    return {"annotators": values.get("annotators", []), "reviewers": values.get("reviewers", []),
+            "distribution": values.get("distribution", {}), "computed_at": _time(snapshot and snapshot.computed_at)}
+
+
+def my_figures(*, project, user):
+    """The figures of `GET /me/metrics/?project=` : the caller's own row and the team's anonymised distribution. One
+    query."""
+    snapshot = snapshot_latest(project=project, kind=ANNOTATORS)
+    rows = snapshot.values.get("annotators", []) if snapshot else []
+    mine = next((row for row in rows if row.get("annotator_id") == user.pk), None)
+    return {"me": mine, "team": snapshot.values.get("distribution", {}) if snapshot else {},
+            "computed_at": _time(snapshot and snapshot.computed_at)}
+
+
+def trends_snapshot(*, project):
+    """The people_trends snapshot (values and time), or None before the first worker pass. One query."""
+    return snapshot_latest(project=project, kind=TRENDS_KIND)
+
+
+def trends_empty():
+    return {"weeks": [], "figures": list(TREND_FIGURES), "annotators": {}, "team": {}, "hardest": {},
+            "gold_misses": {}}
+
+
+def trends_of(values, annotator_id):
+    """One annotator's weekly series with the team's anonymised distribution per week (nobody else's series)."""
+    return {"weeks": values.get("weeks", []), "mine": values.get("annotators", {}).get(str(annotator_id)),
+            "team": values.get("team", {})}
+
+
+def team_medians(rows, distribution):
+    """The team's median of each figure: the snapshot's distribution, or (below its minimum team size, which only
+    managers get to see) the median of the rows themselves."""
+    medians = {}
+    for name in DISTRIBUTION_FIGURES:
+        median = (distribution.get(name) or {}).get("median")
+        if median is None:
+            values = [row.get(name) for row in rows if row.get(name) is not None]
+            median = statistics.median(values) if values else None
+        medians[name] = median
+    return medians
+
+
+def _pooled(rows, rate, weight):
+    total = sum(row.get(weight) or 0 for row in rows if row.get(rate) is not None)
+    if not total:
+        return None
+    return sum(row[rate] * (row.get(weight) or 0) for row in rows if row.get(rate) is not None) / total
+
+
+def _median(rows, name):
+    values = [row[name] for row in rows if row.get(name) is not None]
+    return statistics.median(values) if values else None
+
+
+def team_comparison(*, rows):
+    """The teams (Team, set in the admin) that have annotators in `rows` (the annotators snapshot), each with its
+    members' figures: submitted summed, acceptance, gold accuracy and agreement pooled over their samples, the
+    medians of the members' lead time, speed and rework; plus the annotators in no team. One query."""
+    by_id = {row["annotator_id"]: row for row in rows}
+    members = (Team.members.through.objects.filter(user_id__in=list(by_id))
+               .values_list("team_id", "team__name", "user_id").order_by("team__name", "team_id"))
+    teams, placed = {}, set()
+    for team_id, name, user_id in members:
+        teams.setdefault(team_id, {"team_id": team_id, "name": name, "rows": []})["rows"].append(by_id[user_id])
+        placed.add(user_id)
+    unplaced = [row for row in rows if row["annotator_id"] not in placed]
+    groups = list(teams.values())
+    if unplaced and groups:
+        groups.append({"team_id": None, "name": None, "rows": unplaced})
+    result = []
+    for group in groups:
+        members_rows = group.pop("rows")
+        result.append({
+            **group, "annotators": len(members_rows),
+            "submitted": sum(row.get("submitted") or 0 for row in members_rows),
+            "median_lead_time_seconds": _median(members_rows, "median_lead_time_seconds"),
+            "difficulty_adjusted_speed": _median(members_rows, "difficulty_adjusted_speed"),
+            "acceptance_rate": _pooled(members_rows, "acceptance_rate", "reviewed"),
+            "rework_rate": _median(members_rows, "rework_rate"),
+            "gold_accuracy": _pooled(members_rows, "gold_accuracy", "gold_n"),
+            "agreement": _pooled(members_rows, "agreement", "agreement_n"),
+            "flagged": sum(1 for row in members_rows if row.get("flags")),
+        })
+    return result
+
+
+def annotator_membership(*, project, user_id):
+    """The user's annotator membership of the project (with the user), or None. One query."""
+    return (Membership.objects.filter(project=project, user_id=user_id, role=Membership.Role.ANNOTATOR)
+            .select_related("user").first())
+
+
+def feedback_list(*, project, annotator, limit=FEEDBACK_LIMIT):
+    """Decided reviews of the annotator's work that say something (a comment, or anything but a plain approval),
+    most recent first, without the reviewer: [{"review_id", "task_id", "decision", "error_types", "comment",
+    "decided_at"}]. Two queries (the reviews, their error types), whatever their number.
+
+    Ordered by id, newest first (reviews are written in time order): the database walks the primary key backwards
+    and stops at `limit`, instead of sorting all of an annotator's reviews.
+    """
+    reviews = list(Review.objects.filter(annotation__annotator=annotator, annotation__task__project_id=project.pk,
+                                         decided_at__isnull=False)
+                   .filter(Q(comment__gt="") | ~Q(decision=Review.Decision.APPROVE))
+                   .values("pk", "annotation__task_id", "decision", "comment", "decided_at").order_by("-pk")[:limit])
+    names = {}
+    for review_id, name in (Review.error_types.through.objects.filter(review_id__in=[r["pk"] for r in reviews])
+                            .values_list("review_id", "errortype__name").order_by("errortype__name")):
+        names.setdefault(review_id, []).append(name)
+    labels = dict(Review.Decision.choices)
+    return [{"review_id": r["pk"], "task_id": r["annotation__task_id"], "decision": r["decision"],
+             "decision_display": str(labels.get(r["decision"], r["decision"])), "error_types": names.get(r["pk"], []),
+             "comment": r["comment"], "decided_at": _time(r["decided_at"])} for r in reviews]
+
+
+def clarification_list(*, project, annotator, open_only=False, limit=CLARIFICATION_LIMIT):
+    """The annotator's clarification requests in the project, newest first, without who answered. One query."""
+    questions = Clarification.objects.filter(asked_by=annotator, task__project_id=project.pk)
+    if open_only:
+        questions = questions.filter(status=Clarification.Status.OPEN)
+    return [{"clarification_id": c["pk"], "task_id": c["task_id"], "question": c["question"], "status": c["status"],
+             "confidential": c["confidential"], "answer": c["answer"], "asked_at": _time(c["created_at"]),
+             "answered_at": _time(c["answered_at"])}
+            for c in questions.values("pk", "task_id", "question", "status", "confidential", "answer", "created_at",
+                                      "answered_at").order_by("-created_at", "-pk")[:limit]]
+
+
+def error_type_names(*, project):
+    """Error code → name of the project's taxonomy. One query."""
+    from apps.quality.models import ErrorType
+
+    return dict(ErrorType.objects.filter(project=project).values_list("code", "name").order_by())
+
