@@ -113,8 +113,8 @@ class MembershipInline(admin.TabularInline):
 
     model = Membership
     extra = 0
-    fields = ["user", "role", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["user", "role", "created_at", "paused_at", "pause_reason"]
+    readonly_fields = ["created_at", "paused_at", "pause_reason"]
     autocomplete_fields = ["user"]
 
     def get_queryset(self, request):
@@ -124,9 +124,21 @@ class MembershipInline(admin.TabularInline):
 # --- projects -----------------------------------------------------------------------------------------------
 
 
+class ProjectAdminForm(ProjectForm):
+    """The project form with the automatic routing settings, which a form that does not send them leaves off."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "low_agreement_routing" in self.fields:
+            self.fields["low_agreement_routing"].required = False
+
+    def clean_low_agreement_routing(self):
+        return self.cleaned_data.get("low_agreement_routing") or Project.Routing.OFF
+
+
 @admin.register(Project)
 class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, HistoryAdmin):
-    form = ProjectForm
+    form = ProjectAdminForm
     project_path = None
     change_form_template = "admin/projects/project/change_form.html"
     list_display = ["name", "slug", "task_type", "review_mode", "overlap", "progress", "created_at"]
@@ -138,6 +150,8 @@ class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, Hi
         (gettext_lazy("Label schema"), {"fields": ["label_schema"]}),
         (gettext_lazy("Work and review policy"), {"fields": [
             "overlap", "gold_rate", "review_mode", "review_sample_rate", "sampling", "lease_minutes"]}),
+        (gettext_lazy("Automatic routing"), {"fields": [
+            "low_agreement_threshold", "low_agreement_routing", "max_overlap", "pause_low_gold"]}),
         (gettext_lazy("Record"), {"fields": ["progress", "current_guideline", "created_by", "created_at",
                                              "updated_at"]}),
     ]
@@ -397,19 +411,50 @@ class QualityGateAdmin(ProjectScopedAdminMixin, HistoryAdmin):
         return readonly + ["project"] if obj is not None and "project" not in readonly else readonly
 
 
+class PausedListFilter(admin.SimpleListFilter):
+    """Paused annotators (automatic pause on low gold accuracy, or a manager's)."""
+
+    title = gettext_lazy("paused")
+    parameter_name = "paused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", gettext_lazy("Paused")), ("no", gettext_lazy("Not paused"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(paused_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(Membership)
 class MembershipAdmin(ProjectScopedAdminMixin, HistoryAdmin):
     """Members across projects; every save or delete re-syncs the member's object permissions."""
 
-    list_display = ["user", "role", "project", "created_at"]
-    list_filter = ["role", ProjectListFilter]
+    list_display = ["user", "role", "project", "created_at", "paused_at"]
+    list_filter = ["role", PausedListFilter, ProjectListFilter]
     list_select_related = ["user", "project"]
     search_fields = ["user__username", "user__email", "project__name"]
     autocomplete_fields = ["user"]
-    history_list_display = ["role"]
+    history_list_display = ["role", "paused_at", "pause_reason"]
+    actions = ["resume_memberships"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["user", "project", "created_at"] if obj is not None else ["created_at"]
+        paused = ["paused_at", "pause_reason"]
+        return ["user", "project", "created_at", *paused] if obj is not None else ["created_at", *paused]
+
+    @admin.action(description=gettext_lazy("Resume the selected paused annotators"), permissions=["change"])
+    def resume_memberships(self, request, queryset):
+        resumed = 0
+        for membership in queryset.filter(paused_at__isnull=False).order_by("pk"):
+            try:
+                services.membership_resume(membership=membership, actor=request.user)
+            except ApplicationError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                resumed += 1
+        self.message_user(request, ngettext("%(n)d annotator resumed.", "%(n)d annotators resumed.", resumed)
+                          % {"n": resumed}, messages.SUCCESS if resumed else messages.WARNING)
+
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

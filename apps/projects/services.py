@@ -407,3 +407,54 @@ def batch_update(*, batch, actor, **fields):
         batch.full_clean()
         batch.save()
     return batch
+
+
+# --- paused annotators (automatic routing, issue #6) ---------------------------------------------------------------
+
+MEMBERSHIP_PAUSED = "paused"  # history_change_reason of the rows a pause and a resume write
+MEMBERSHIP_RESUMED = "resumed"
+
+
+@records_actor
+def membership_pause(*, membership, reason, actor=None, now=None):
+    """Pause an annotator on a project: no new task is handed to them; what they hold already they may finish.
+    `actor` None: the quality engine (pause_low_gold). Returns the membership, or None when it was paused already
+    (nothing changes: safe to run twice)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError(_("Say why the annotator is paused."), errors={"reason": [_("This field is required.")]})
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("project", "user").get(pk=membership.pk)
+        if actor is not None:
+            require_project_perm(actor, membership.project, MANAGE)
+        if membership.role != Membership.Role.ANNOTATOR:
+            raise ValidationError(_("Only an annotator membership can be paused."),
+                                  errors={"role": [_("Not an annotator membership.")]})
+        if membership.paused_at is not None:
+            return None
+        membership.paused_at = now or timezone.now()
+        membership.pause_reason = reason
+        membership._change_reason = MEMBERSHIP_PAUSED
+        membership.save(update_fields=["paused_at", "pause_reason"])
+    return membership
+
+
+@records_actor
+def membership_resume(*, membership, actor):
+    """A manager lifts an annotator's pause: they get new tasks again. The history row names the manager, and the
+    alert that announced the pause is resolved by them. Refused (409) when the membership is not paused."""
+    from apps.quality.routing import pause_alerts_resolve
+
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("project", "user").get(pk=membership.pk)
+        require_project_perm(actor, membership.project, MANAGE)
+        if membership.paused_at is None:
+            raise TransitionError(_("%(user)s is not paused on “%(project)s”.")
+                                  % {"user": membership.user.username, "project": membership.project.name},
+                                  current="active")
+        membership.paused_at = None
+        membership.pause_reason = ""
+        membership._change_reason = MEMBERSHIP_RESUMED
+        membership.save(update_fields=["paused_at", "pause_reason"])
+        pause_alerts_resolve(project_id=membership.project_id, user_id=membership.user_id, actor=actor)
+    return membership

@@ -255,13 +255,15 @@ def metrics_payload(*, progress, quality):
 def quality_recompute_full(*, project_id):
     """The full pass of one project: every figure recomputed (apps.quality.engine), then its gates, throughput and
     outlier alerts. Returns the quality snapshot, None for a project that no longer exists."""
-    from . import engine, gates
+    from . import engine, gates, routing
 
     snapshot = engine.project_quality_recompute(project_id)
     if snapshot is None:
         return None
     gates.project_alerts_evaluate(snapshot.project)
     gates.gates_evaluate(snapshot.project)
+    routing.low_agreement_tasks_evaluate(snapshot.project)
+    routing.low_gold_pause_evaluate(snapshot.project)
     return snapshot
 
 
@@ -270,7 +272,7 @@ def quality_refresh(*, project_id, debounce_seconds=None):
     updated incrementally and the gates re-evaluated; a full pass instead when the last one is older than
     QUALITY_RECOMPUTE_DEBOUNCE_SECONDS (or the figures no longer fit the project). Returns "full",
     "incremental", or None for a project that no longer exists."""
-    from . import engine, gates
+    from . import engine, gates, routing
 
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
@@ -278,8 +280,10 @@ def quality_refresh(*, project_id, debounce_seconds=None):
     if engine.full_recompute_due(project, debounce_seconds=debounce_seconds):
         quality_recompute_full(project_id=project_id)
         return "full"
+    started = timezone.now()  # the task snapshots this update writes are stamped from here on
     engine.quality_events_apply(project)
     gates.gates_evaluate(project)
+    routing.low_agreement_tasks_evaluate(project, since=started)
     return "incremental"
 
 

@@ -188,6 +188,7 @@ class TaskEvent(models.Model):
         REJECTED = "rejected", _("Rejected")
         FIXED = "fixed", _("Fixed by reviewer")
         ESCALATED = "escalated", _("Escalated")
+        ROUTED = "routed", _("Routed for low agreement")
         ACCEPTED = "accepted", _("Accepted")
         CANCELLED = "cancelled", _("Cancelled")
         REVERTED = "reverted", _("Reverted")

@@ -53,8 +53,11 @@ def review_next(*, project, reviewer, now=None):
                                       reviews__decided_at__isnull=True, is_current=True,
                                       status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
                                       assignment__status=Assignment.Status.SUBMITTED)
-            .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED])
-            .order_by("submitted_at").first())
+            .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED]))
+    if not is_senior(reviewer):
+        # Work escalated after this reviewer opened it (low-agreement routing) is a senior's now.
+        mine = mine.exclude(status=Annotation.Status.ESCALATED)
+    mine = mine.order_by("submitted_at").first()
     if mine is not None:
         return mine
     with transaction.atomic():

@@ -92,7 +92,9 @@ def _result_check(task, result):
 
 def task_status_derive(task, assignments, pending_review_ids):
     """The status a task should have, from its assignments; `pending_review_ids` are assignments whose current
-    annotation waits for a review. Accepted and cancelled are final and only set by their transitions."""
+    annotation waits for a review. Accepted and cancelled are final and only set by their transitions. A task
+    needs the project's overlap plus the annotators low-agreement routing added to it (`extra_annotations`):
+    until they are in, it is in progress again, never accepted or in review."""
     if task.status in (TS.ACCEPTED, TS.CANCELLED):
         return task.status
     if task.batch.status == Batch.Status.DRAFT:
@@ -113,9 +115,10 @@ def task_status_derive(task, assignments, pending_review_ids):
         return TS.IN_PROGRESS if (done or pending or fresh_live or reworking) else TS.OPEN
     if reworking:
         return TS.REWORK
-    if done >= task.project.overlap and not pending:
+    required = task.project.overlap + task.extra_annotations
+    if done >= required and not pending:
         return TS.ACCEPTED
-    if pending and done + pending >= task.project.overlap:
+    if pending and done + pending >= required:
         return TS.IN_REVIEW
     if held and held == fresh_live and not (done or pending):
         return TS.ON_HOLD
@@ -641,6 +644,29 @@ def review_escalate(*, annotation, reviewer, comment):
         task_status_refresh(task=annotation.task, actor=reviewer)
         _after_commit_refresh(annotation.task.project_id)
     return review
+
+
+def task_escalate_to_senior_review(*, task, comment, payload=None):
+    """The quality engine sends a task to senior review (low agreement): its current annotations that wait for a
+    decision (or need none) go to the escalation queue, which only senior and lead reviewers work. Nobody acts:
+    the events name no actor. Returns the escalated annotations; none for a task no longer open."""
+    with transaction.atomic():
+        task = _lock_task(task.pk)
+        if task.status in (TS.ACCEPTED, TS.CANCELLED):
+            return []
+        annotations = list(Annotation.objects.select_for_update(of=("self",)).select_related("assignment").filter(
+            task=task, is_current=True, status=AN.SUBMITTED, assignment__status=AS.SUBMITTED).order_by("id"))
+        for annotation in annotations:
+            annotation.status = AN.ESCALATED
+            annotation.needs_review = True
+            annotation.save(update_fields=["status", "needs_review"])
+            event_record(type=TaskEvent.Type.ESCALATED, project=task.project, task=task,
+                         assignment=annotation.assignment, actor=None,
+                         payload={"annotation": annotation.pk, "comment": comment, **(payload or {})})
+        if annotations:
+            task_status_refresh(task=task, actor=None)
+            _after_commit_refresh(task.project_id)
+    return annotations
 
 
 # --- tasks ---------------------------------------------------------------------------------------------------------

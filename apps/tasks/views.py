@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from apps.core.errors import ApplicationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
-from apps.projects.models import Project
+from apps.projects.models import Membership, Project
 from apps.projects.selectors import project_list, project_list_with_progress
 
 from . import selectors, services
@@ -51,6 +51,8 @@ def home(request):
         status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
         assignment__status=Assignment.Status.SUBMITTED).values("task__project_id")
         .annotate(n=Count("id"), oldest=Min("submitted_at")).order_by()}
+    paused = set(Membership.objects.filter(user=user, role=Membership.Role.ANNOTATOR, project_id__in=ids,
+                                           paused_at__isnull=False).values_list("project_id", flat=True))
     held = {row["task__project_id"]: row["n"] for row in Assignment.objects.filter(
         annotator=user, status=Assignment.Status.ON_HOLD, task__project_id__in=ids)
         .values("task__project_id").annotate(n=Count("id")).order_by()}
@@ -59,7 +61,7 @@ def home(request):
         row = counts.get(project.pk, {})
         rows.append({
             "project": project,
-            "can_annotate": has_project_perm(user, project, ANNOTATE),
+            "can_annotate": has_project_perm(user, project, ANNOTATE), "paused": project.pk in paused,
             "can_review": has_project_perm(user, project, REVIEW),
             "can_manage": has_project_perm(user, project, MANAGE),
             "today": row.get("today", 0), "total": row.get("total", 0), "held": held.get(project.pk, 0),
@@ -81,7 +83,9 @@ def label(request, project_id):
         "apiBase": "/api/v1/", "csrfToken": get_token(request), "userId": request.user.pk,
         "idleSeconds": settings.LABELPORTAL_IDLE_SECONDS,
     }
-    return render(request, "tasks/label.html", {"project": project, "config": config,
+    paused = Membership.objects.filter(project=project, user=request.user, role=Membership.Role.ANNOTATOR,
+                                       paused_at__isnull=False).exists()
+    return render(request, "tasks/label.html", {"project": project, "config": config, "paused": paused,
                                                 "guideline": project.current_guideline})
 
 
