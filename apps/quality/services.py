@@ -290,6 +290,8 @@ def quality_refresh(*, project_id, debounce_seconds=None):
 @records_actor
 def alert_acknowledge(*, alert, actor):
     """A manager has seen the alert: open → acknowledged, with who and when."""
+    from django.utils.translation import gettext as _
+
     from apps.core.errors import TransitionError
     from apps.core.permissions import MANAGE, require_project_perm
 
@@ -297,8 +299,8 @@ def alert_acknowledge(*, alert, actor):
         alert = Alert.objects.select_for_update().select_related("project").get(pk=alert.pk)
         require_project_perm(actor, alert.project, MANAGE)
         if alert.state != Alert.State.OPEN:
-            raise TransitionError(f"The alert is {alert.state}; only open alerts can be acknowledged.",
-                                  current=alert.state)
+            raise TransitionError(_("The alert is %(state)s; only open alerts can be acknowledged.")
+                                  % {"state": alert.get_state_display().lower()}, current=alert.state)
         alert.state = Alert.State.ACKNOWLEDGED
         alert.acknowledged_by = actor
         alert.acknowledged_at = timezone.now()

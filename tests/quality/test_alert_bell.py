@@ -238,6 +238,7 @@ def test_acknowledge_and_resolve_from_the_page(desk, client):
     assert response.status_code == 409 and "The alert is already resolved." in response.content.decode()
     response = client.post(reverse("quality:alert-acknowledge", args=[desk.a_open.pk]))
     assert response.status_code == 409
+    assert "The alert is resolved; only open alerts can be acknowledged." in response.content.decode()
     desk.a_open.refresh_from_db()
     assert desk.a_open.resolved_at == resolved_at and desk.a_open.resolved_by == desk.boss
     # B's alert: 404; a GET: 405; the reviewer of A: 404 (the alert is not theirs to see)
