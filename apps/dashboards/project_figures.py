@@ -216,3 +216,58 @@ def _round(value, digits=3):
 
 def _hours(seconds):
     return round(seconds / 3600, 2) if seconds is not None else None
+
+
+# --- the admin index: one line per project --------------------------------------------------------------------------
+
+ADMIN_INDEX_PROJECTS = 100
+
+
+def admin_index_summaries(*, projects, limit=ADMIN_INDEX_PROJECTS):
+    """Progress, quality, gate states and open alerts of each project in `projects` (the admin's scoping), in
+    four queries whatever their number: the projects, the latest progress and quality snapshot of each (a
+    correlated subquery on the snapshot index, only the keys shown), gate states and open alerts counted per
+    project. At most `limit` projects, by name; `more` says how many were left out."""
+    from django.db.models import Count, OuterRef
+
+    rows = list(projects.order_by("name", "pk").values("pk", "name")[:limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [row["pk"] for row in rows]
+    latest = (MetricSnapshot.objects.filter(project_id=OuterRef("project_id"), scope=SCOPE.PROJECT,
+                                            kind=OuterRef("kind")).order_by("-computed_at").values("computed_at")[:1])
+    snapshots = (MetricSnapshot.objects.filter(project_id__in=ids, scope=SCOPE.PROJECT, kind__in=["progress", "quality"],
+                                               computed_at=Subquery(latest))
+                 .values("project_id", "kind", "computed_at", "values__by_status", "values__accepted_pct",
+                         "values__eta__date", "values__agreement__value", "values__gold_accuracy"))
+    figures = {}
+    for snapshot in snapshots:
+        figures.setdefault(snapshot["project_id"], {})[snapshot["kind"]] = snapshot
+    gates = {}
+    for row in (QualityGate.objects.filter(project_id__in=ids, is_active=True).values("project_id", "state")
+                .annotate(n=Count("id")).order_by()):
+        gates.setdefault(row["project_id"], {})[row["state"]] = row["n"]
+    alerts = {}
+    for row in (Alert.objects.filter(project_id__in=ids, state=Alert.State.OPEN).values("project_id", "severity")
+                .annotate(n=Count("id")).order_by()):
+        alerts.setdefault(row["project_id"], {})[row["severity"]] = row["n"]
+    summaries = []
+    for row in rows:
+        progress = figures.get(row["pk"], {}).get("progress") or {}
+        quality = figures.get(row["pk"], {}).get("quality") or {}
+        by_status = progress.get("values__by_status") or {}
+        total = sum(by_status.values())
+        shown = [(status, by_status.get(status, 0)) for status in ("accepted", "in_review", "rework", "in_progress")]
+        summaries.append({
+            "id": row["pk"], "name": row["name"], "total": total,
+            "accepted_pct": progress.get("values__accepted_pct"), "eta": progress.get("values__eta__date"),
+            "segments": [{"status": status, "n": n, "pct": round(100 * n / total, 2) if total else 0}
+                         for status, n in shown if n],
+            "agreement": quality.get("values__agreement__value"), "gold_accuracy": quality.get("values__gold_accuracy"),
+            "gates": {state: gates.get(row["pk"], {}).get(state, 0) for state in QualityGate.State.values},
+            "alerts": [{"severity": severity, "name": name, "n": alerts[row["pk"]][severity]}
+                       for severity, name in reversed(Alert.Severity.choices) if alerts.get(row["pk"], {}).get(severity)],
+            "open_alerts": sum(alerts.get(row["pk"], {}).values()),
+            "computed_at": progress.get("computed_at"),
+        })
+    return {"projects": summaries, "more": more}

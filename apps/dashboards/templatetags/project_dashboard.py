@@ -28,3 +28,16 @@ def dashboard_table(table, name, query=""):
         '<caption>{} · <a href="{}" download>{}</a></caption><thead><tr>{}</tr></thead><tbody>{}</tbody>'
         "</table></details>",
         _("Show the numbers"), table["title"], href, _("Download CSV"), head, body)
+
+
+@register.simple_tag(takes_context=True)
+def admin_project_summaries(context):
+    """The admin index's project lines, for the projects this admin user may administer."""
+    from apps.core.admin_base import managed_projects
+
+    from ..project_figures import admin_index_summaries
+
+    request = context.get("request")
+    if request is None or not request.user.is_authenticated:
+        return {"projects": [], "more": False}
+    return admin_index_summaries(projects=managed_projects(request))
