@@ -30,6 +30,7 @@ The one thing that can make the state drift: a transaction that keeps an inserte
 longer than the margin; the next full recompute (beat, every 10 minutes) corrects it.
 """
 
+import bisect
 import json
 import math
 from datetime import datetime, timedelta
@@ -46,7 +47,7 @@ from django.utils import timezone
 
 from apps.projects.label_schema import TaskType, label_values, result_validate
 from apps.projects.models import Batch, Project
-from apps.tasks.models import Annotation, Task
+from apps.tasks.models import Annotation, Task, TaskEvent
 
 from . import metrics
 from .models import MetricSnapshot, Review
@@ -66,6 +67,11 @@ OVERALL_METRIC = {
 DISTRIBUTION_MIN_TEAM = 3
 DISTRIBUTION_FIGURES = ("submitted", "median_lead_time_seconds", "acceptance_rate", "rework_rate", "gold_accuracy",
                         "agreement", "difficulty_adjusted_speed")
+# Each median keeps this many values either side of it (window_of): enough for the events between full passes.
+WINDOW_HALF = 48
+DAWID_SKENE_MAX_ITER = 50
+DAWID_SKENE_TOL = 1e-4
+DAWID_SKENE_LOW_CONFIDENCE = 0.5
 STREAM_CHUNK = 20_000
 UPDATE_CHUNK = 500
 _LOCK_NAMESPACE = 0x51_4C_50  # "QLP": pg_advisory_xact_lock(namespace, project id) serialises a project's writers
@@ -150,7 +156,8 @@ def _annotation_rows(project, labels, *, task_ids=None, max_id=None):
     text lengths (text spans, for the sanity rules), in the order of the rows.
 
     Classification reads the label as its code (-1: not a label of the schema, so the sanity rules refuse it);
-    the other types need the whole result to score it. A missing lead time reads as -1.
+    the other types need the whole result to score it. A missing lead time reads as -1. `task_ids` (a list or a
+    queryset of ids) limits the read to those tasks.
     """
     rows = Annotation.objects.filter(source=Annotation.Source.ANNOTATOR)
     rows = rows.filter(task_id__in=task_ids) if task_ids is not None else rows.filter(task__project_id=project.pk)
@@ -192,9 +199,11 @@ def _current(rows):
     return order[ends], np.diff(np.concatenate([[-1], ends]))
 
 
-def _gold_answers(project, labels):
+def _gold_answers(project, labels, *, task_ids=None):
     """Gold task ids (sorted) with their answers: codes for classification, results for the others."""
     gold = Task.objects.filter(project=project, is_gold=True).order_by("id")
+    if task_ids is not None:
+        gold = gold.filter(id__in=task_ids)
     if project.task_type == TaskType.CLASSIFICATION:
         array = np.fromiter(gold.annotate(code=_label_code("gold_answer__label", labels))
                             .values_list("id", "code").iterator(chunk_size=STREAM_CHUNK),
@@ -205,26 +214,38 @@ def _gold_answers(project, labels):
 
 
 REVIEW_DTYPE = np.dtype([("reviewer", "i8"), ("annotator", "i8"), ("decision", "i8"), ("latency", "f8"),
-                         ("batch", "i8")])
+                         ("batch", "i8"), ("task", "i8"), ("decided", "f8")])
 
 
-def _reviews(project):
+def _reviews(project, *, task_ids=None):
     """Decided reviews: reviewer, the reviewed annotation's annotator, decision (index in DECISIONS), seconds from
-    the submission to the decision, batch."""
+    the submission to the decision, batch, task; and (`task_ids` given: a few tasks' reviews) when it was decided,
+    as a POSIX timestamp (0 for a project's: the full pass does not need it)."""
     decision = Case(*[When(decision=d, then=Value(i)) for i, d in enumerate(DECISIONS)], default=Value(-1),
                     output_field=IntegerField())
-    reviews = (Review.objects.filter(annotation__task__project_id=project.pk, decided_at__isnull=False)
-               .annotate(d=decision, latency=SecondsBetween(F("decided_at"), F("annotation__submitted_at")))
-               .values_list("reviewer_id", "annotation__annotator_id", "d", "latency", "annotation__task__batch_id")
+    reviews = Review.objects.filter(decided_at__isnull=False)
+    reviews = (reviews.filter(annotation__task_id__in=task_ids) if task_ids is not None
+               else reviews.filter(annotation__task__project_id=project.pk))
+    fields = ["reviewer_id", "annotation__annotator_id", "d", "latency", "annotation__task__batch_id",
+              "annotation__task_id"]
+    reviews = (reviews.annotate(d=decision, latency=SecondsBetween(F("decided_at"), F("annotation__submitted_at")))
                .order_by())
-    return np.fromiter(reviews.iterator(chunk_size=STREAM_CHUNK), dtype=REVIEW_DTYPE)
+    if task_ids is not None:
+        return np.array([(*row[:6], row[6].timestamp()) for row in reviews.values_list(*fields, "decided_at")],
+                        dtype=REVIEW_DTYPE)
+    values = reviews.annotate(decided=Value(0.0)).values_list(*fields, "decided")
+    return np.fromiter(values.iterator(chunk_size=STREAM_CHUNK), dtype=REVIEW_DTYPE)
 
 
-def _error_type_rows(project):
-    """(annotator, error code, batch, reviewed result) per error type chosen in a review: few rows."""
-    return list(Review.error_types.through.objects.filter(review__annotation__task__project_id=project.pk)
-                .values_list("review__annotation__annotator_id", "errortype__code",
-                             "review__annotation__task__batch_id", "review__annotation__result").order_by())
+def _error_type_rows(project, *, task_ids=None):
+    """(annotator, error code, batch, reviewed result, task, decided at as a timestamp or None) per error type chosen
+    in a review: few rows."""
+    rows = Review.error_types.through.objects.all()
+    rows = (rows.filter(review__annotation__task_id__in=task_ids) if task_ids is not None
+            else rows.filter(review__annotation__task__project_id=project.pk))
+    return [(*row[:5], row[5].timestamp() if row[5] else None) for row in rows.values_list(
+        "review__annotation__annotator_id", "errortype__code", "review__annotation__task__batch_id",
+        "review__annotation__result", "review__annotation__task_id", "review__decided_at").order_by()]
 
 
 def _result_labels(task_type, result):
@@ -239,6 +260,18 @@ def _result_labels(task_type, result):
     return sorted({x.get("label") for x in result.get(key) or [] if isinstance(x, dict)
                    and isinstance(x.get("label"), str)})
 
+
+def _sanity_passes(project, cur, cur_results, cur_lengths):
+    """Which current annotations pass the sanity rules as they stand now (result_validate at compute time), as a
+    bool array: submissions the rules refused are not stored, so the pass rate moves when the label schema changes
+    under existing work. `cur_lengths`: the task's text length per annotation (text spans), else None."""
+    if project.task_type == TaskType.CLASSIFICATION:
+        return cur["code"] >= 0
+    sane = np.zeros(len(cur), dtype=bool)
+    for i, result in enumerate(cur_results):
+        data = {"text": " " * (cur_lengths[i] or 0)} if cur_lengths is not None else {}
+        sane[i] = not result_validate(project.task_type, project.label_schema, data, result)
+    return sane
 
 # --- agreement sums (the incremental state) -------------------------------------------------------------------------
 
@@ -360,64 +393,524 @@ def agreement_from_stats(task_type, stats, labels, overlap):
             "fleiss_kappa": {**_figure(kappa, fleiss["tasks"]), "overlap": overlap}}
 
 
+# --- medians kept up to date: a window of the sorted values around the median --------------------------------------
+
+def window_of(sorted_values, half=None):
+    """The values around the median of a sorted list, with how many come before and after them: a median that
+    stays exact while values are added and removed, as long as it stays inside the window (WINDOW_HALF each
+    side)."""
+    half = WINDOW_HALF if half is None else half
+    n = len(sorted_values)
+    low, high = (n - 1) // 2, n // 2
+    start, end = (max(0, low - half), min(n, high + half + 1)) if n else (0, 0)
+    return {"below": start, "values": [float(v) for v in sorted_values[start:end]], "above": n - end}
+
+
+def window_move(window, value, sign):
+    """Add (sign 1) or remove (sign -1) one value, in place; None when the window can no longer tell its median
+    (a value to remove fell inside it and is not there, or it ran empty): then the figure comes from the rows."""
+    if window is None:
+        return None
+    values = window["values"]
+    if not values:
+        if sign > 0 and window["below"] == window["above"] == 0:
+            values.append(float(value))
+            return window
+        return None
+    if values[0] <= value <= values[-1]:
+        i = bisect.bisect_left(values, value)
+        if sign > 0:
+            values.insert(i, float(value))
+        elif i < len(values) and values[i] == value:
+            del values[i]
+        else:
+            return None
+        return window
+    side = "below" if value < values[0] else "above"
+    window[side] += sign
+    return window if window[side] >= 0 else None
+
+
+def window_size(window):
+    return window["below"] + len(window["values"]) + window["above"]
+
+
+def window_median(window):
+    """(known, median): the median as metrics._group_median computes it, None without values; known False when it
+    has left the window."""
+    n = window_size(window)
+    if n == 0:
+        return True, None
+    low, high = (n - 1) // 2 - window["below"], n // 2 - window["below"]
+    if low < 0 or high >= len(window["values"]):
+        return False, None
+    return True, (window["values"][low] + window["values"][high]) / 2
+
+
+def _windows_by_group(groups, values, n_groups):
+    """One window per group index (values sorted within each group)."""
+    order = np.lexsort((values, groups))
+    ordered, grouped = values[order], groups[order]
+    bounds = np.searchsorted(grouped, np.arange(n_groups + 1))
+    return [window_of(ordered[bounds[i]:bounds[i + 1]]) for i in range(n_groups)]
+
+
+# --- the sums behind every other figure -----------------------------------------------------------------------------
+
+def sums_empty():
+    """A project's or batch's sums: tasks annotated, current annotations, sane ones, reworked assignments, gold
+    score sum and count, approvals and decisions, error types."""
+    return {"tasks": 0, "current": 0, "sane": 0, "reworked": 0, "gold": 0.0, "gold_n": 0, "approved": 0,
+            "decided": 0, "error_types": {}}
+
+
+def annotator_empty():
+    """One annotator's sums, and the windows (and last values) of their two medians."""
+    return {"submitted": 0, "coded": 0, "reworked": 0, "gold": 0.0, "gold_n": 0, "agree": 0.0, "others": 0,
+            "shared": 0, "approved": 0, "decided": 0, "error_types": {},
+            "lead": window_of([]), "median_lead": None, "speed": window_of([]), "speed_value": None, "speed_n": 0}
+
+
+def reviewer_empty():
+    return {"reviewed": 0, "latency": window_of([]), "median_latency": None}
+
+
+def _count_add(counts, key, sign):
+    value = counts.get(key, 0) + sign
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+def _pair_key(first, second):
+    return f"{min(first, second)}:{max(first, second)}"
+
+
+def contribution_apply(state, values, sign, touched):
+    """Add (sign 1) or subtract (sign -1) one task's contribution to every sum of the state, in place; note the
+    annotators, reviewers and batches it moved in `touched` (sets under those keys)."""
+    contribution, batch = values["contribution"], values.get("batch")
+    overlap, task_type = state["overlap"], state["task_type"]
+    stats_add(state["project"], contribution, sign, overlap=overlap)
+    figures = state["figures"]
+    scopes = [figures["project"]]
+    if batch is not None:
+        batch_stats = state["batches"].setdefault(str(batch), stats_empty(task_type, len(state["labels"])))
+        stats_add(batch_stats, contribution, sign, overlap=overlap)
+        scopes.append(figures["batches"].setdefault(str(batch), sums_empty()))
+        touched["batches"].add(batch)
+    current = contribution.get("current", [])
+    annotators = state["annotators"]
+    for sums in scopes:
+        sums["tasks"] += sign * bool(current)
+        for annotator, code, sane, reworked, gold, _agree, _others, _shared in current:
+            sums["current"] += sign
+            sums["sane"] += sign * sane
+            sums["reworked"] += sign * reworked
+            if gold is not None:
+                sums["gold"] += sign * gold
+                sums["gold_n"] += sign
+        for _reviewer, _annotator, decision, _latency in contribution.get("reviews", []):
+            sums["decided"] += sign * (decision in (0, 1, 2))
+            sums["approved"] += sign * (decision == 0)
+        for _annotator, code, _labels in contribution.get("errors", []):
+            _count_add(sums["error_types"], code, sign)
+    for annotator, code, sane, reworked, gold, agree, others, shared in current:
+        mine = annotators.setdefault(str(annotator), annotator_empty())
+        touched["annotators"].add(annotator)
+        mine["submitted"] += sign
+        mine["coded"] += sign * (code >= 0)
+        mine["reworked"] += sign * reworked
+        if gold is not None:
+            mine["gold"] += sign * gold
+            mine["gold_n"] += sign
+        mine["agree"] += sign * agree
+        mine["others"] += sign * others
+        mine["shared"] += sign * shared
+    for reviewer, annotator, decision, latency in contribution.get("reviews", []):
+        if decision in (0, 1, 2):
+            mine = annotators.setdefault(str(annotator), annotator_empty())
+            mine["decided"] += sign
+            mine["approved"] += sign * (decision == 0)
+            touched["annotators"].add(annotator)
+        theirs = state["reviewers"].setdefault(str(reviewer), reviewer_empty())
+        theirs["reviewed"] += sign
+        theirs["latency"] = window_move(theirs["latency"], latency, sign)
+        touched["reviewers"].add(reviewer)
+    for annotator, code, labels in contribution.get("errors", []):
+        _count_add(annotators.setdefault(str(annotator), annotator_empty())["error_types"], code, sign)
+        touched["annotators"].add(annotator)
+        for label in labels:
+            by_label = figures["by_label"].setdefault(label, {})
+            _count_add(by_label, code, sign)
+            if not by_label:
+                del figures["by_label"][label]
+    for annotator, lead in contribution.get("leads", []):
+        mine = annotators.setdefault(str(annotator), annotator_empty())
+        mine["lead"] = window_move(mine["lead"], lead, sign)
+        touched["annotators"].add(annotator)
+    for annotator, ratio in contribution.get("speed", []):
+        mine = annotators.setdefault(str(annotator), annotator_empty())
+        mine["speed"] = window_move(mine["speed"], ratio, sign)
+        mine["speed_n"] += sign
+        touched["annotators"].add(annotator)
+    pairs = state["pairs"]
+    for cell in contribution.get("cells", []):
+        key = _pair_key(cell[0], cell[1])
+        if task_type == TaskType.CLASSIFICATION:
+            table = pairs.setdefault(key, [0] * len(state["labels"]) ** 2)
+            table[cell[2] * len(state["labels"]) + cell[3]] += sign
+            if not any(table):
+                del pairs[key]
+        else:
+            total = pairs.setdefault(key, [0, 0.0])
+            total[0] += sign
+            total[1] = total[1] + sign * cell[2] if total[0] else 0.0
+            if not total[0]:
+                del pairs[key]
+
+
+def _median_from_rows(values):
+    """The median as metrics._group_median takes it, None without values."""
+    if not len(values):
+        return None
+    ordered = np.sort(np.asarray(values, dtype=float))
+    return float((ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2)
+
+
+def medians_refresh(project, labels, state, touched):
+    """The median figures of the touched annotators and reviewers, from their windows; when a median has left its
+    window, from their rows (the window then stays unknown until the next full pass: the rows may hold events not
+    applied yet, which a window rebuilt from them would count twice)."""
+    for annotator in sorted(touched["annotators"]):
+        mine = state["annotators"][str(annotator)]
+        known, value = window_median(mine["lead"]) if mine["lead"] is not None else (False, None)
+        if not known:
+            mine["lead"] = None
+            value = _median_from_rows(Annotation.objects.filter(
+                annotator_id=annotator, task__project_id=project.pk, source=Annotation.Source.ANNOTATOR,
+                lead_time_seconds__isnull=False).values_list("lead_time_seconds", flat=True))
+        mine["median_lead"] = _number(value)
+        known, value = window_median(mine["speed"]) if mine["speed"] is not None else (False, None)
+        if not known:
+            mine["speed"] = None
+            mine_tasks = Annotation.objects.filter(annotator_id=annotator, task__project_id=project.pk,
+                                                   source=Annotation.Source.ANNOTATOR).values("task_id")
+            rows, _results, _lengths = _annotation_rows(project, labels, task_ids=mine_tasks)
+            cur = rows[_current(rows)[0]]
+            speed = metrics.difficulty_adjusted_speed(
+                cur["task"], cur["annotator"], np.where(cur["lead"] >= 0, cur["lead"], np.nan)) if len(cur) else {}
+            value = speed.get(annotator, {}).get("value")
+        mine["speed_value"] = _number(value)
+    for reviewer in sorted(touched["reviewers"]):
+        theirs = state["reviewers"][str(reviewer)]
+        known, value = window_median(theirs["latency"]) if theirs["latency"] is not None else (False, None)
+        if not known:
+            theirs["latency"] = None
+            latency = _reviews(project, task_ids=Annotation.objects.filter(task__project_id=project.pk)
+                               .filter(reviews__reviewer_id=reviewer).values("task_id").distinct())
+            value = _median_from_rows(latency["latency"][latency["reviewer"] == reviewer])
+        theirs["median_latency"] = _number(value)
+
+
+# --- figures from the sums (the full pass and the incremental updates share these) ----------------------------------
+
+def _gate_figures(sums):
+    """The gate figures besides agreement."""
+    return {
+        "gold_accuracy": _rate(float(sums["gold"]), int(sums["gold_n"])),
+        "acceptance_rate": _rate(int(sums["approved"]), int(sums["decided"])),
+        "rework_rate": _rate(int(sums["reworked"]), int(sums["current"])),
+        "sanity_pass_rate": _rate(int(sums["sane"]), int(sums["current"])),
+    }
+
+
+def _quality_values(agreement, sums):
+    """A quality snapshot's figures (project or batch) from its agreement figures and sums."""
+    figures = _gate_figures(sums)
+    return {
+        "agreement": agreement["overall"], "fleiss_kappa": agreement["fleiss_kappa"],
+        **{name: figure["value"] for name, figure in figures.items()},
+        "samples": {name: figure["n"] for name, figure in figures.items()},
+        "figures": figures, "error_types": dict(sorted(sums["error_types"].items())),
+    }
+
+
+def _project_quality_values(state):
+    agreement = agreement_from_stats(state["task_type"], state["project"], state["labels"], state["overlap"])
+    sums = state["figures"]["project"]
+    by_label = {label: dict(sorted(codes.items())) for label, codes in sorted(state["figures"]["by_label"].items())}
+    return {**_quality_values(agreement, sums), "error_types_by_label": by_label, "submitted": sums["current"],
+            "annotators": sum(1 for a in state["annotators"].values() if a["submitted"] > 0),
+            "tasks_annotated": sums["tasks"]}
+
+
+def _batch_quality_values(state, batch_id):
+    stats = state["batches"].get(str(batch_id)) or stats_empty(state["task_type"], len(state["labels"]))
+    agreement = agreement_from_stats(state["task_type"], stats, state["labels"], state["overlap"])
+    return _quality_values(agreement, state["figures"]["batches"].get(str(batch_id)) or sums_empty())
+
+
+def _percentiles(values):
+    values = [v for v in values if v is not None]
+    if len(values) < DISTRIBUTION_MIN_TEAM:
+        return {"n": len(values), "p25": None, "median": None, "p75": None}
+    p25, median, p75 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return {"n": len(values), "p25": float(p25), "median": float(median), "p75": float(p75)}
+
+
+def _annotators_values(state):
+    """The annotators snapshot (rows, reviewers, team distribution) from the per-person sums: the outlier flags
+    are the team's robust z-scores, so they are recomputed over everybody (one row per annotator)."""
+    usernames = state["usernames"]
+    people = {int(a): s for a, s in state["annotators"].items() if s["submitted"] > 0}
+    speed = {a: _figure(s["speed_value"], s["speed_n"]) for a, s in people.items()}
+    gold = {a: _figure(s["gold"] / s["gold_n"] if s["gold_n"] else None, s["gold_n"]) for a, s in people.items()}
+    agreement = {a: _figure(s["agree"] / s["others"] if s["others"] else None, s["shared"])
+                 for a, s in people.items()}
+    flags = metrics.annotator_outlier_flags(speed=speed, gold_accuracy=gold, agreement=agreement)
+    rows = []
+    for a, s in people.items():
+        rows.append({
+            "annotator_id": a, "username": usernames.get(str(a), str(a)),
+            "submitted": s["submitted"],
+            "median_lead_time_seconds": _number(s["median_lead"]),
+            "acceptance_rate": _number(s["approved"] / s["decided"]) if s["decided"] else None,
+            "reviewed": s["decided"],
+            "rework_rate": _number(s["reworked"] / s["submitted"]) if s["submitted"] else None,
+            "gold_accuracy": gold[a]["value"], "gold_n": gold[a]["n"],
+            "agreement": agreement[a]["value"], "agreement_n": agreement[a]["n"],
+            "difficulty_adjusted_speed": speed[a]["value"], "speed_n": speed[a]["n"],
+            "flags": flags.get(a, {}).get("flags", []),
+            "z": {name: _number(z) for name, z in flags.get(a, {}).get("z", {}).items()},
+            "error_types": dict(sorted(s["error_types"].items())),
+        })
+    rows.sort(key=lambda row: (row["username"], row["annotator_id"]))
+    reviewers = sorted(({"reviewer_id": int(r), "username": usernames.get(r, r), "reviewed": s["reviewed"],
+                         "median_review_latency_seconds": _number(s["median_latency"])}
+                        for r, s in state["reviewers"].items() if s["reviewed"] > 0),
+                       key=lambda row: (row["username"], row["reviewer_id"]))
+    return {"annotators": rows, "reviewers": reviewers,
+            "distribution": {name: _percentiles([row[name] for row in rows]) for name in DISTRIBUTION_FIGURES}}
+
+
+def _cohen_kappa(table, k):
+    """Cohen's kappa of a pair's k × k table of shared tasks (as metrics.agreement_cohen_kappa_matrix: None below
+    metrics.COHEN_MIN_SHARED tasks or when chance agreement is 1)."""
+    table = np.asarray(table, dtype=float).reshape(k, k)
+    total = table.sum()
+    if total < metrics.COHEN_MIN_SHARED:
+        return None
+    chance = float((table.sum(axis=1) * table.sum(axis=0)).sum() / total ** 2)
+    if chance >= 1 - 1e-12:
+        return None
+    return _number((np.trace(table) / total - chance) / (1 - chance))
+
+
+def _pairwise_values(state):
+    """The pairwise matrix of the agreement snapshot: Cohen's kappa (classification, annotators with a label of
+    the schema) or the mean pair score (other types, every annotator), from the pair sums."""
+    usernames, pairs = state["usernames"], state["pairs"]
+    classification = state["task_type"] == TaskType.CLASSIFICATION
+    ids = sorted(int(a) for a, s in state["annotators"].items()
+                 if (s["coded"] if classification else s["submitted"]) > 0)
+    k = len(state["labels"])
+    matrix = [[None] * len(ids) for _ in ids]
+    n = [[0] * len(ids) for _ in ids]
+    for i, first in enumerate(ids):
+        for j in range(i + 1, len(ids)):
+            pair = pairs.get(f"{first}:{ids[j]}")
+            if pair is None:
+                continue
+            if classification:
+                value, shared = _cohen_kappa(pair, k), int(sum(pair))
+            else:
+                value, shared = _number(pair[1] / pair[0]) if pair[0] else None, int(pair[0])
+            matrix[i][j] = matrix[j][i] = value
+            n[i][j] = n[j][i] = shared
+    return {"metric": "cohen_kappa" if classification else "mean_pairwise_score", "annotator_ids": ids,
+            "annotators": [usernames.get(str(a), str(a)) for a in ids], "matrix": matrix, "n": n}
+
+
 # --- per task: contribution, agreement, consensus ------------------------------------------------------------------
 
-def _task_values(project, labels, rows, results, gold_accuracy):
-    """{task_id: snapshot values} for the current rows of some tasks.
+def _group_bounds(index, size):
+    order = np.argsort(index, kind="stable")
+    return order, np.searchsorted(index[order], np.arange(size + 1))
 
-    `gold_accuracy` maps annotator id → accuracy on gold (tie break of the majority vote), or is a function
-    returning that map (called only when a vote is tied). Tasks without rows are left out. The task's final result
-    (a reviewer's fix, or the vote) is on the task itself (Task.final_result), not repeated here.
+
+def _task_values(project, labels, rows, results, lengths, *, reviews, errors, gold, accuracy, model=None):
+    """{task_id: snapshot values} of some tasks, from all their annotator versions (`rows`, with the results and
+    text lengths of the other task types), their decided reviews (REVIEW_DTYPE), error-type rows
+    (_error_type_rows) and gold answers ((task ids, answers) as _gold_answers returns them).
+
+    The values hold the task's agreement and consensus, and its `contribution`: everything the project's,
+    batches', annotators', reviewers' and pairs' sums take from this task (contribution_apply), so that an update
+    subtracts the old and adds the new. `accuracy` maps annotator id → gold accuracy (the vote's tie break), or is
+    a function returning that map; `model` is the last full pass's Dawid–Skene fit. Tasks without rows are left
+    out; the task's final result (a reviewer's fix, or the vote) is on the task itself (Task.final_result).
     """
     if not len(rows):
         return {}
-    task_ids, task_index = np.unique(rows["task"], return_inverse=True)
-    batches = np.zeros(len(task_ids), dtype=np.int64)
-    batches[task_index] = rows["batch"]
-    values = {}
-    if project.task_type == TaskType.CLASSIFICATION:
-        k = len(labels)
-        valid = rows["code"] >= 0
-        counts = np.bincount(task_index[valid] * k + rows["code"][valid],
-                             minlength=len(task_ids) * k).reshape(len(task_ids), k)
-        annotators, annotator_index = np.unique(rows["annotator"], return_inverse=True)
-        matrix = np.full((len(task_ids), len(annotators)), np.nan)
-        matrix[task_index[valid], annotator_index[valid]] = rows["code"][valid]
+    task_type = project.task_type
+    classification = task_type == TaskType.CLASSIFICATION
+    current, versions = _current(rows)
+    cur = rows[current]
+    cur_results = [results[i] for i in current.tolist()] if results is not None else None
+    sane = _sanity_passes(project, cur, cur_results,
+                          [lengths[i] for i in current.tolist()] if lengths is not None else None)
+    task_ids, task_index = np.unique(cur["task"], return_inverse=True)
+    n_tasks = len(task_ids)
+    batches = np.zeros(n_tasks, dtype=np.int64)
+    batches[task_index] = cur["batch"]
+
+    # Per current annotation: agreeing others (summed pair scores) and others on the task, and the task's pairs.
+    valid = cur["code"] >= 0 if classification else np.ones(len(cur), dtype=bool)
+    k = len(labels)
+    m = np.bincount(task_index[valid], minlength=n_tasks)
+    if classification:
+        counts = np.bincount(task_index[valid] * k + cur["code"][valid],
+                             minlength=n_tasks * k).reshape(n_tasks, k)
+        agree = np.where(valid, counts[task_index, np.maximum(cur["code"], 0)] - 1, 0).astype(float)
+        others = np.where(valid, m[task_index] - 1, 0)
+        first, second = metrics._pairs_within_tasks(np.where(valid, task_index, -1 - np.arange(len(cur))))
+        scores = None
+    else:
+        first, second = metrics._pairs_within_tasks(task_index)
+        scores = metrics._pair_scores(task_type, cur_results, first, second)
+        both = np.concatenate([first, second])
+        agree = np.bincount(both, weights=np.concatenate([scores, scores]), minlength=len(cur))
+        others = np.bincount(both, minlength=len(cur))
+    shared = valid & (m[task_index] >= 2)
+
+    # Gold scores.
+    gold_tasks, gold_answers = gold
+    gold_score = np.full(len(cur), np.nan)
+    on_gold = np.flatnonzero(np.isin(cur["task"], gold_tasks))
+    position = np.searchsorted(gold_tasks, cur["task"][on_gold])
+    if classification:
+        answer = np.asarray(gold_answers, dtype=np.int64)[position]
+        gold_score[on_gold] = ((cur["code"][on_gold] >= 0) & (cur["code"][on_gold] == answer)).astype(float)
+    else:
+        gold_score[on_gold] = [metrics.SCORES[task_type](cur_results[i] or {}, gold_answers[p] or {})
+                               for i, p in zip(on_gold.tolist(), position.tolist())]
+
+    # Speed: each task's median lead time ÷ the annotator's own (timed annotations only, as metrics does).
+    timed = np.flatnonzero(cur["lead"] > 0)
+    task_median = metrics._group_median(task_index[timed], cur["lead"][timed], n_tasks)
+    ratio = np.full(len(cur), np.nan)
+    ratio[timed] = task_median[task_index[timed]] / cur["lead"][timed]
+
+    # Consensus.
+    if classification:
+        annotators, annotator_index = np.unique(cur["annotator"], return_inverse=True)
+        matrix = np.full((n_tasks, len(annotators)), np.nan)
+        matrix[task_index[valid], annotator_index[valid]] = cur["code"][valid]
         vote = metrics.consensus_majority_vote(matrix)
         if vote["tied"].any():  # ties go to the most accurate annotator on gold: only then are the accuracies read
-            accuracy = gold_accuracy() if callable(gold_accuracy) else gold_accuracy
+            accuracy = accuracy() if callable(accuracy) else accuracy
             vote = metrics.consensus_majority_vote(matrix, [accuracy.get(a) for a in annotators.tolist()])
-        m = counts.sum(axis=1)
-        agree = (counts * (counts - 1)).sum(axis=1)
-        for i, task_id in enumerate(task_ids.tolist()):
-            label = int(vote["labels"][i])
-            values[task_id] = {
-                "batch": int(batches[i]), "contribution": {"counts": counts[i].tolist()},
-                "agreement": _figure(agree[i] / (m[i] * (m[i] - 1)) if m[i] >= 2 else None, m[i]),
-                "consensus": {"method": "majority_vote", "label": labels[label] if label >= 0 else None,
-                              "support": _number(vote["support"][i]), "votes": int(vote["votes"][i]),
-                              "tied": bool(vote["tied"][i])},
-            }
-        return values
-    cur_results = [results[i] for i in range(len(rows))]
-    first, second = metrics._pairs_within_tasks(task_index)
-    scores = metrics._pair_scores(project.task_type, cur_results, first, second)
-    pairs = np.bincount(task_index[first], minlength=len(task_ids))
-    sums = np.bincount(task_index[first], weights=scores, minlength=len(task_ids))
-    m = np.bincount(task_index, minlength=len(task_ids))
-    for i, task_id in enumerate(task_ids.tolist()):
-        values[task_id] = {
-            "batch": int(batches[i]), "contribution": {"pairs": int(pairs[i]), "score_sum": float(sums[i])},
-            "agreement": _figure(sums[i] / pairs[i] if pairs[i] else None, m[i]), "consensus": None,
-        }
+        posterior = _dawid_skene_posterior(model, matrix, annotators, k)
+
+    all_task = np.searchsorted(task_ids, rows["task"])
+    all_order, all_bounds = _group_bounds(all_task, n_tasks)
+    order, bounds = _group_bounds(task_index, n_tasks)
+    pair_order, pair_bounds = _group_bounds(task_index[first], n_tasks)
+    review_task = np.searchsorted(task_ids, reviews["task"])
+    review_order, review_bounds = _group_bounds(review_task, n_tasks)
+    errors_by_task = {}
+    for annotator, code, _batch, result, task, _decided in errors:
+        errors_by_task.setdefault(task, []).append([int(annotator), code, _result_labels(task_type, result)])
+    cur_list = cur[["annotator", "code"]].tolist()
+    lead_list = rows[["annotator", "lead"]].tolist()
+    values = {}
+    for t, task_id in enumerate(task_ids.tolist()):
+        mine = order[bounds[t]:bounds[t + 1]].tolist()
+        pairs = pair_order[pair_bounds[t]:pair_bounds[t + 1]].tolist()
+        contribution = {} if not classification else {"counts": counts[t].tolist()}
+        if not classification:
+            contribution.update(pairs=len(pairs), score_sum=float(scores[pairs].sum()) if pairs else 0.0)
+        contribution["current"] = [
+            [cur_list[i][0], cur_list[i][1], int(sane[i]), int(versions[i] >= 2),
+             None if np.isnan(gold_score[i]) else float(gold_score[i]), float(agree[i]), int(others[i]),
+             int(shared[i])] for i in mine]
+        contribution["leads"] = [[lead_list[i][0], lead_list[i][1]] for i in all_order[all_bounds[t]:all_bounds[t + 1]]
+                                 if lead_list[i][1] >= 0]
+        contribution["speed"] = [[cur_list[i][0], float(ratio[i])] for i in mine if not np.isnan(ratio[i])]
+        contribution["cells"] = [
+            [cur_list[i][0], cur_list[j][0], cur_list[i][1], cur_list[j][1]] if cur_list[i][0] < cur_list[j][0]
+            else [cur_list[j][0], cur_list[i][0], cur_list[j][1], cur_list[i][1]]
+            for i, j in zip(first[pairs].tolist(), second[pairs].tolist())] if classification else [
+            [min(cur_list[i][0], cur_list[j][0]), max(cur_list[i][0], cur_list[j][0]), float(s)]
+            for i, j, s in zip(first[pairs].tolist(), second[pairs].tolist(), scores[pairs].tolist())]
+        contribution["reviews"] = [[int(r["reviewer"]), int(r["annotator"]), int(r["decision"]), float(r["latency"])]
+                                   for r in reviews[review_order[review_bounds[t]:review_bounds[t + 1]]]]
+        contribution["errors"] = sorted(errors_by_task.get(task_id, []), key=lambda e: (e[0], e[1], e[2]))
+        entry = {"batch": int(batches[t]), "contribution": contribution}
+        if classification:
+            n = int(m[t])
+            same = int((counts[t] * (counts[t] - 1)).sum())
+            label = int(vote["labels"][t])
+            entry["agreement"] = _figure(same / (n * (n - 1)) if n >= 2 else None, n)
+            entry["consensus"] = {"method": "majority_vote", "label": labels[label] if label >= 0 else None,
+                                  "support": _number(vote["support"][t]), "votes": int(vote["votes"][t]),
+                                  "tied": bool(vote["tied"][t]),
+                                  **_dawid_skene_of_task(posterior, t, labels)}
+        else:
+            n_pairs = len(pairs)
+            entry["agreement"] = _figure(contribution["score_sum"] / n_pairs if n_pairs else None,
+                                         bounds[t + 1] - bounds[t])
+            entry["consensus"] = None
+        values[task_id] = entry
     return values
 
 
-def _gold_accuracy_of_annotators(project):
-    """Annotator id → gold accuracy, from the last annotators snapshot (the vote's tie break)."""
-    snapshot = snapshot_latest(project, ANNOTATORS)
-    rows = snapshot.values.get("annotators", []) if snapshot else []
-    return {row["annotator_id"]: row.get("gold_accuracy") for row in rows}
+# --- Dawid–Skene ----------------------------------------------------------------------------------------------------
+
+def _dawid_skene_fit(matrix, annotator_ids, k):
+    """The full pass's Dawid–Skene fit of a tasks × annotators label matrix: the model kept in the state (each
+    annotator's confusion matrix and the label priors) and the fit's posteriors."""
+    fit = metrics.consensus_dawid_skene(matrix, k, max_iter=DAWID_SKENE_MAX_ITER, tol=DAWID_SKENE_TOL)
+    model = {"annotator_ids": [int(a) for a in annotator_ids], "confusion": fit["confusion"].tolist(),
+             "priors": fit["priors"].tolist(), "iterations": int(fit["iterations"]),
+             "converged": bool(fit["converged"])}
+    return model, fit
+
+
+def _dawid_skene_posterior(model, matrix, annotators, k):
+    """One E-step with the last full pass's matrices: the posterior of some tasks (tasks × labels), None without a
+    model. An annotator the model does not know (no label at that pass) gives no evidence."""
+    if not model or not len(matrix) or len(model["priors"]) != k:
+        return None
+    known = {a: i for i, a in enumerate(model["annotator_ids"])}
+    columns = [known.get(a, -1) for a in annotators.tolist()]
+    keep = [j for j, c in enumerate(columns) if c >= 0]
+    confusion = np.asarray(model["confusion"], dtype=float)[[columns[j] for j in keep]] if keep else \
+        np.zeros((0, k, k))
+    return metrics.dawid_skene_posterior(matrix[:, keep], confusion, np.asarray(model["priors"], dtype=float))
+
+
+def _dawid_skene_of_task(posterior, t, labels):
+    if posterior is None:
+        return {"dawid_skene": None, "confidence": None}
+    best = int(posterior[t].argmax())
+    return {"dawid_skene": labels[best], "confidence": _number(posterior[t, best])}
+
+
+def _dawid_skene_summary(model, fit, labels, majority):
+    """The project's Dawid–Skene figures (agreement snapshot "consensus"): how many tasks each label gets, the mean
+    posterior confidence, tasks below DAWID_SKENE_LOW_CONFIDENCE, tasks where it differs from the majority vote,
+    and the fit (iterations, converged)."""
+    seen = fit["labels"] >= 0
+    chosen = fit["labels"][seen]
+    confidence = fit["confidence"][seen]
+    return {"method": "dawid_skene", "n": int(seen.sum()),
+            "labels": {label: int(c) for label, c in zip(labels, np.bincount(chosen, minlength=len(labels)))},
+            "mean_confidence": _number(confidence.mean()) if len(confidence) else None,
+            "low_confidence": int((confidence < DAWID_SKENE_LOW_CONFIDENCE).sum()),
+            "differs_from_majority": int((chosen != majority[seen]).sum()),
+            "iterations": model["iterations"], "converged": model["converged"]}
 
 
 # --- the full computation -------------------------------------------------------------------------------------------
@@ -429,24 +922,29 @@ def _watermark(now):
             .first()) or 0
 
 
-def _percentiles(values):
-    values = [v for v in values if v is not None]
-    if len(values) < DISTRIBUTION_MIN_TEAM:
-        return {"n": len(values), "p25": None, "median": None, "p75": None}
-    p25, median, p75 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
-    return {"n": len(values), "p25": float(p25), "median": float(median), "p75": float(p75)}
-
-
 def _by_index(index, size, weights=None):
     return np.bincount(index, weights=weights, minlength=size)
+
+
+def _pair_tables(annotators, first, second, x, y, k):
+    """{"a:b": k × k counts (a's label × b's label)} over pairs of annotations (a < b by id), one bincount."""
+    swap = annotators[first] > annotators[second]
+    low = np.where(swap, annotators[second], annotators[first])
+    high = np.where(swap, annotators[first], annotators[second])
+    x, y = np.where(swap, y, x), np.where(swap, x, y)
+    ids, index = np.unique(np.concatenate([low, high]), return_inverse=True)
+    n = len(ids)
+    cell = (index[:len(low)] * n + index[len(low):]) * k * k + x * k + y
+    tables = np.bincount(cell, minlength=n * n * k * k).reshape(n * n, k * k)
+    return {f"{ids[p // n]}:{ids[p % n]}": tables[p].tolist() for p in np.flatnonzero(tables.any(axis=1))}
 
 
 def project_quality_compute(project, *, now=None):
     """Every quality figure of a project, from its rows; writes nothing.
 
-    Returns {"quality", "agreement", "annotators", "batches": {batch id: quality values}, "state" (the agreement
-    sums, see the module docstring), "watermark", "max_id", "recent": {task id: task snapshot values} for the tasks
-    with rows after the watermark}.
+    Returns {"quality", "agreement", "annotators", "batches": {batch id: quality values}, "state" (the sums and
+    medians that incremental updates move, see the module docstring), "watermark", "max_id", "recent": {task id:
+    task snapshot values} for the tasks with rows or decisions after the watermark}.
     """
     now = now or timezone.now()
     task_type = project.task_type
@@ -454,6 +952,7 @@ def project_quality_compute(project, *, now=None):
     labels = project_labels(project)
     k = len(labels)
     watermark = _watermark(now)
+    watermark_at = now - timedelta(seconds=commit_margin_seconds())
     rows, results, text_lengths = _annotation_rows(project, labels)
     current, versions = _current(rows)
     cur = rows[current]
@@ -473,18 +972,10 @@ def project_quality_compute(project, *, now=None):
     usernames = dict(get_user_model().objects.filter(
         pk__in=set(annotator_ids.tolist()) | set(reviews["reviewer"].tolist())).values_list("pk", "username"))
 
-    # Sanity: submissions refused by the sanity rules are not stored, so the pass rate is that of the current
-    # annotations against the rules as they stand now (result_validate at compute time): it moves when the label
-    # schema changes under existing work.
-    if classification:
-        sane = cur["code"] >= 0
-    else:
-        sane = np.zeros(n_current, dtype=bool)
-        for i, result in enumerate(cur_results):
-            data = {"text": " " * (text_lengths[current[i]] or 0)} if text_lengths is not None else {}
-            sane[i] = not result_validate(task_type, project.label_schema, data, result)
+    sane = _sanity_passes(project, cur, cur_results,
+                          [text_lengths[i] for i in current.tolist()] if text_lengths is not None else None)
 
-    # Agreement.
+    # Agreement: the sums (module docstring), per annotator, per pair of annotators.
     tasks_u, task_index = np.unique(cur["task"], return_inverse=True)
     task_batch = np.zeros(len(tasks_u), dtype=np.int64)
     task_batch[task_index] = cur_batch
@@ -505,20 +996,19 @@ def project_quality_compute(project, *, now=None):
         annotator_agree = _by_index(cur_annotator, n_annotators, agree)
         annotator_pairs = _by_index(cur_annotator, n_annotators, others)
         annotator_shared = _by_index(cur_annotator, n_annotators, shared)
+        coded = _by_index(cur_annotator, n_annotators, valid)
+        # Pairs of labelled annotations on the same task (an unlabelled one gets a task of its own).
+        first, second = metrics._pairs_within_tasks(np.where(valid, task_index, -1 - np.arange(n_current)))
+        pairs = _pair_tables(cur["annotator"], first, second, cur["code"][first], cur["code"][second], k)
         coders, coder_index = np.unique(cur["annotator"][valid], return_inverse=True)
         matrix = np.full((len(tasks_u), len(coders)), np.nan)
         matrix[task_index[valid], coder_index] = cur["code"][valid]
-        cohen = metrics.agreement_cohen_kappa_matrix(coders.tolist(), matrix)
-        pairwise = {"metric": "cohen_kappa", "annotator_ids": coders.tolist(),
-                    "annotators": [usernames.get(a, str(a)) for a in coders.tolist()],
-                    "matrix": cohen["kappa"], "n": cohen["n"]}
     else:
         first, second = metrics._pairs_within_tasks(task_index)
         scores = metrics._pair_scores(task_type, cur_results, first, second)
         pair_task = task_index[first]
         task_pairs = np.bincount(pair_task, minlength=len(tasks_u))
         task_sums = np.bincount(pair_task, weights=scores, minlength=len(tasks_u))
-
         project_stats = {"tasks": int(np.count_nonzero(task_pairs)), "pairs": int(task_pairs.sum()),
                          "score_sum": float(task_sums.sum())}
         per_batch = [_by_index(task_batch, n_batches, weights) for weights in (task_pairs > 0, task_pairs, task_sums)]
@@ -529,26 +1019,21 @@ def project_quality_compute(project, *, now=None):
         annotator_pairs = _by_index(both, n_annotators)
         annotations_per_task = np.bincount(task_index, minlength=len(tasks_u))
         annotator_shared = _by_index(cur_annotator, n_annotators, annotations_per_task[task_index] >= 2)
-        cells = cur_annotator[first] * n_annotators + cur_annotator[second]
-        cells = np.concatenate([cells, cur_annotator[second] * n_annotators + cur_annotator[first]])
-        cell_sums = _by_index(cells, n_annotators ** 2, np.concatenate([scores, scores])).reshape(
-            n_annotators, n_annotators)
-        cell_pairs = _by_index(cells, n_annotators ** 2).reshape(n_annotators, n_annotators)
-        mean = np.full(cell_sums.shape, np.nan)
-        np.divide(cell_sums, cell_pairs, out=mean, where=cell_pairs > 0)
-        np.fill_diagonal(mean, np.nan)
-        pairwise = {"metric": "mean_pairwise_score", "annotator_ids": annotator_ids.tolist(),
-                    "annotators": [usernames.get(a, str(a)) for a in annotator_ids.tolist()],
-                    "matrix": [[_number(v) for v in row] for row in mean],
-                    "n": np.where(np.eye(n_annotators, dtype=bool), 0, cell_pairs).tolist()}
-    agreement = agreement_from_stats(task_type, project_stats, labels, project.overlap)
+        coded = _by_index(cur_annotator, n_annotators)
+        low = np.minimum(cur_annotator[first], cur_annotator[second])
+        high = np.maximum(cur_annotator[first], cur_annotator[second])
+        cells = low * max(n_annotators, 1) + high
+        cell_pairs = _by_index(cells, n_annotators ** 2)
+        cell_sums = _by_index(cells, n_annotators ** 2, scores)
+        pairs = {f"{annotator_ids[c // n_annotators]}:{annotator_ids[c % n_annotators]}":
+                 [int(cell_pairs[c]), float(cell_sums[c])] for c in np.flatnonzero(cell_pairs)}
 
     # Gold accuracy: current annotations on gold tasks against the gold answer.
     gold_tasks, gold_answers = _gold_answers(project, labels)
     on_gold = np.isin(cur["task"], gold_tasks)
     gold_rows = np.flatnonzero(on_gold)
     if classification:
-        gold_code = np.asarray(gold_answers)[np.searchsorted(gold_tasks, cur["task"][gold_rows])]
+        gold_code = np.asarray(gold_answers, dtype=np.int64)[np.searchsorted(gold_tasks, cur["task"][gold_rows])]
         gold_scores = ((cur["code"][gold_rows] >= 0) & (cur["code"][gold_rows] == gold_code)).astype(float)
     else:
         position = np.searchsorted(gold_tasks, cur["task"][gold_rows]).tolist()
@@ -569,121 +1054,132 @@ def project_quality_compute(project, *, now=None):
 
     # Rework: assignments resubmitted at least once ÷ assignments submitted.
     reworked = versions >= 2
-    rework_n = _by_index(cur_annotator, n_annotators)
     rework_yes = _by_index(cur_annotator, n_annotators, reworked)
 
-    # Speed.
+    # Speed: the median lead time over every version; the difficulty-adjusted speed over the current ones, each
+    # task's median lead time ÷ the annotator's own (as metrics.difficulty_adjusted_speed takes it).
     all_annotator = np.searchsorted(annotator_ids, rows["annotator"])
     timed = rows["lead"] >= 0
-    median_lead = metrics._group_median(all_annotator[timed], rows["lead"][timed], n_annotators)
-    lead = np.where(cur["lead"] >= 0, cur["lead"], np.nan)
-    speed = metrics.difficulty_adjusted_speed(cur["task"], cur["annotator"], lead) if n_current else {}
+    lead_windows = _windows_by_group(all_annotator[timed], rows["lead"][timed], n_annotators)
+    timed_current = np.flatnonzero(cur["lead"] > 0)
+    task_median = metrics._group_median(task_index[timed_current], cur["lead"][timed_current], len(tasks_u))
+    ratio = task_median[task_index[timed_current]] / cur["lead"][timed_current]
+    speed_windows = _windows_by_group(cur_annotator[timed_current], ratio, n_annotators)
 
     # Error types, per project, annotator, label and batch (few rows).
-    error_rows = _error_type_rows(project)
     error_types, by_annotator, by_label, by_batch = {}, {}, {}, {}
-    for annotator, code, batch, result in error_rows:
-        error_types[code] = error_types.get(code, 0) + 1
-        mine = by_annotator.setdefault(annotator, {})
-        mine[code] = mine.get(code, 0) + 1
-        in_batch = by_batch.setdefault(batch, {})
-        in_batch[code] = in_batch.get(code, 0) + 1
+    for annotator, code, batch, result, _task, _decided in _error_type_rows(project):
+        _count_add(error_types, code, 1)
+        _count_add(by_annotator.setdefault(annotator, {}), code, 1)
+        _count_add(by_batch.setdefault(batch, {}), code, 1)
         for label in _result_labels(task_type, result):
-            per = by_label.setdefault(label, {})
-            per[code] = per.get(code, 0) + 1
+            _count_add(by_label.setdefault(label, {}), code, 1)
 
-    # Per annotator.
-    ids = annotator_ids.tolist()
-    submitted = _by_index(cur_annotator, n_annotators)
-    agreement_by = {a: _figure(annotator_agree[i] / annotator_pairs[i] if annotator_pairs[i] else None,
-                               annotator_shared[i]) for i, a in enumerate(ids)}
-    gold_by = {a: _figure(gold_sum[i] / gold_n[i] if gold_n[i] else None, gold_n[i]) for i, a in enumerate(ids)}
-    flags = metrics.annotator_outlier_flags(speed=speed, gold_accuracy=gold_by, agreement=agreement_by)
-    annotator_rows = []
-    for i, a in enumerate(ids):
-        annotator_rows.append({
-            "annotator_id": a, "username": usernames.get(a, str(a)),
-            "submitted": int(submitted[i]),
-            "median_lead_time_seconds": _number(median_lead[i]),
-            "acceptance_rate": _number(accept_yes[i] / accept_n[i]) if accept_n[i] else None,
-            "reviewed": int(accept_n[i]),
-            "rework_rate": _number(rework_yes[i] / rework_n[i]) if rework_n[i] else None,
-            "gold_accuracy": gold_by[a]["value"], "gold_n": gold_by[a]["n"],
-            "agreement": agreement_by[a]["value"], "agreement_n": agreement_by[a]["n"],
-            "difficulty_adjusted_speed": speed.get(a, {}).get("value"), "speed_n": speed.get(a, {}).get("n", 0),
-            "flags": flags.get(a, {}).get("flags", []),
-            "z": {name: _number(z) for name, z in flags.get(a, {}).get("z", {}).items()},
-            "error_types": by_annotator.get(a, {}),
-        })
-    annotator_rows.sort(key=lambda row: (row["username"], row["annotator_id"]))
-    reviewer_ids, reviewer_index = np.unique(reviews["reviewer"], return_inverse=True)
-    latency = metrics._group_median(reviewer_index, reviews["latency"], len(reviewer_ids))
-    reviewed = np.bincount(reviewer_index, minlength=len(reviewer_ids))
-    reviewer_rows = sorted(({"reviewer_id": r, "username": usernames.get(r, str(r)), "reviewed": int(reviewed[i]),
-                             "median_review_latency_seconds": _number(latency[i])}
-                            for i, r in enumerate(reviewer_ids.tolist())), key=lambda row: row["username"])
-
-    # Project and batch figures.
-    # Sums per batch (the last entry: the whole project), one bincount each.
+    # The sums: per batch (the last entry: the whole project), one bincount each.
     gold_batch = cur_batch[gold_rows]
 
     def per_batch(index, weights=None):
         counts = _by_index(index, n_batches, weights)
         return np.append(counts, counts.sum())
 
-    sums = {"gold": per_batch(gold_batch, gold_scores), "gold_n": per_batch(gold_batch),
-            "approved": per_batch(review_batch[approved]), "decided": per_batch(review_batch[decided]),
-            "reworked": per_batch(cur_batch, reworked), "sane": per_batch(cur_batch, sane),
-            "current": per_batch(cur_batch)}
+    sums = {"tasks": per_batch(task_batch), "current": per_batch(cur_batch), "sane": per_batch(cur_batch, sane),
+            "reworked": per_batch(cur_batch, reworked), "gold": per_batch(gold_batch, gold_scores),
+            "gold_n": per_batch(gold_batch), "approved": per_batch(review_batch[approved]),
+            "decided": per_batch(review_batch[decided])}
 
-    def figures(i):
-        """The gate figures besides agreement (which is the snapshot's "agreement", kept up to date by events)."""
-        return {
-            "gold_accuracy": _rate(float(sums["gold"][i]), int(sums["gold_n"][i])),
-            "acceptance_rate": _rate(int(sums["approved"][i]), int(sums["decided"][i])),
-            "rework_rate": _rate(int(sums["reworked"][i]), int(sums["current"][i])),
-            "sanity_pass_rate": _rate(int(sums["sane"][i]), int(sums["current"][i])),
+    def scope_sums(i, errors):
+        return {**{name: (float(values[i]) if name == "gold" else int(values[i])) for name, values in sums.items()},
+                "error_types": errors}
+
+    submitted = _by_index(cur_annotator, n_annotators)
+    annotators_state = {}
+    for i, a in enumerate(annotator_ids.tolist()):
+        lead_known, lead_median = window_median(lead_windows[i])
+        speed_known, speed_median = window_median(speed_windows[i])
+        annotators_state[str(a)] = {
+            "submitted": int(submitted[i]),
+            "coded": int(coded[i]), "reworked": int(rework_yes[i]), "gold": float(gold_sum[i]),
+            "gold_n": int(gold_n[i]), "agree": float(annotator_agree[i]), "others": int(annotator_pairs[i]),
+            "shared": int(annotator_shared[i]), "approved": int(accept_yes[i]), "decided": int(accept_n[i]),
+            "error_types": by_annotator.get(a, {}), "lead": lead_windows[i], "median_lead": _number(lead_median),
+            "speed": speed_windows[i], "speed_value": _number(speed_median),
+            "speed_n": window_size(speed_windows[i]),
         }
+    reviewer_ids, reviewer_index = np.unique(reviews["reviewer"], return_inverse=True)
+    latency_windows = _windows_by_group(reviewer_index, reviews["latency"], len(reviewer_ids))
+    reviewed = np.bincount(reviewer_index, minlength=len(reviewer_ids))
+    reviewers_state = {str(r): {"reviewed": int(reviewed[i]), "latency": latency_windows[i],
+                                "median_latency": _number(window_median(latency_windows[i])[1])}
+                       for i, r in enumerate(reviewer_ids.tolist())}
 
-    def quality_values(agreement_figures, figs, errors):
-        return {
-            "agreement": agreement_figures["overall"], "fleiss_kappa": agreement_figures["fleiss_kappa"],
-            **{name: figure["value"] for name, figure in figs.items()},
-            "samples": {name: figure["n"] for name, figure in figs.items()},
-            "figures": figs, "error_types": errors, "computed": "full", "full_computed_at": now.isoformat(),
-        }
+    # Dawid–Skene (classification): the fit's model is kept for the incremental updates' E-step.
+    model, consensus = None, None
+    if classification and k and len(tasks_u):
+        model, fit = _dawid_skene_fit(matrix, coders, k)
+        accuracy = {a: (gold_sum[i] / gold_n[i] if gold_n[i] else None) for i, a in enumerate(annotator_ids.tolist())}
+        majority = metrics.consensus_majority_vote(matrix, [accuracy.get(a) for a in coders.tolist()])["labels"]
+        consensus = _dawid_skene_summary(model, fit, labels, majority)
 
-    project_figures = figures(n_batches)
-    quality = {**quality_values(agreement, project_figures, error_types), "error_types_by_label": by_label,
-               "submitted": n_current, "annotators": n_annotators, "tasks_annotated": int(len(tasks_u))}
-    batches = {}
-    for i, b in enumerate(batch_ids.tolist()):
-        batch_agreement = agreement_from_stats(task_type, batch_stats[b], labels, project.overlap)
-        batches[b] = quality_values(batch_agreement, figures(i), by_batch.get(b, {}))
+    state = {"task_type": task_type, "labels": labels, "overlap": project.overlap, "project": project_stats,
+             "batches": {str(b): s for b, s in batch_stats.items()},
+             "figures": {"project": scope_sums(n_batches, error_types),
+                         "batches": {str(b): scope_sums(i, by_batch.get(b, {}))
+                                     for i, b in enumerate(batch_ids.tolist())},
+                         "by_label": by_label},
+             "annotators": annotators_state, "reviewers": reviewers_state, "pairs": pairs,
+             "usernames": {str(pk): name for pk, name in usernames.items()}, "dawid_skene": model,
+             "watermark_at": watermark_at.isoformat()}
 
-    annotators = {
-        "annotators": annotator_rows, "reviewers": reviewer_rows,
-        "distribution": {name: _percentiles([row[name] for row in annotator_rows]) for name in DISTRIBUTION_FIGURES},
-        "full_computed_at": now.isoformat(),
-    }
+    stamp = {"computed": "full", "full_computed_at": now.isoformat()}
+    quality = {**_project_quality_values(state), **stamp}
+    batches = {b: {**_batch_quality_values(state, b), **stamp} for b in batch_ids.tolist()}
+    annotators = {**_annotators_values(state), "full_computed_at": now.isoformat()}
+    agreement = agreement_from_stats(task_type, project_stats, labels, project.overlap)
     agreement_values = {"overall": agreement["overall"], "per_label": agreement["per_label"],
-                        "fleiss_kappa": agreement["fleiss_kappa"], "pairwise": pairwise,
-                        "computed": "full", "full_computed_at": now.isoformat()}
+                        "fleiss_kappa": agreement["fleiss_kappa"], "pairwise": _pairwise_values(state),
+                        "consensus": consensus, **stamp}
 
-    # Tasks with rows after the watermark: the state holds what this computation saw for them, which the rows up
-    # to the watermark would not rebuild; their task snapshots record it.
-    recent_tasks = np.unique(rows["task"][rows["id"] > watermark])
+    # Tasks with rows or decisions after the watermark: the state holds what this computation saw for them, which
+    # the rows up to the watermark would not rebuild; their task snapshots record it.
+    recent_review_tasks = Review.objects.filter(annotation__task__project_id=project.pk,
+                                                decided_at__gte=watermark_at).values_list("annotation__task_id",
+                                                                                          flat=True)
+    recent_tasks = np.union1d(rows["task"][rows["id"] > watermark],
+                              np.fromiter(recent_review_tasks, dtype=np.int64))
     recent = {}
     if len(recent_tasks):
-        picked = np.flatnonzero(np.isin(cur["task"], recent_tasks))
-        recent = _task_values(project, labels, cur[picked],
-                              [cur_results[i] for i in picked.tolist()] if cur_results is not None else None,
-                              {row["annotator_id"]: row["gold_accuracy"] for row in annotator_rows})
-    state = {"task_type": task_type, "labels": labels, "overlap": project.overlap, "project": project_stats,
-             "batches": {str(b): s for b, s in batch_stats.items()}}
+        recent = tasks_values_read(project, labels, recent_tasks.tolist(), state)
     return {"quality": quality, "agreement": agreement_values, "annotators": annotators, "batches": batches,
             "state": state, "watermark": int(watermark), "max_id": int(rows["id"].max()) if len(rows) else 0,
             "recent": recent}
+
+
+def tasks_values_read(project, labels, task_ids, state, *, max_id=None, decided_before=None):
+    """The task snapshot values of some tasks, read from their rows (those up to `max_id` and the decisions before
+    `decided_before` (a timestamp): what a full pass with that watermark saw), with the state's gold accuracies
+    (tie break) and Dawid–Skene model."""
+    rows, results, lengths = _annotation_rows(project, labels, task_ids=task_ids)
+    reviews = _reviews(project, task_ids=task_ids)
+    errors = _error_type_rows(project, task_ids=task_ids) if len(reviews) else []
+    gold = _gold_answers(project, labels, task_ids=task_ids)
+    return _task_values_of(project, labels, (rows, results, lengths, reviews, errors, gold), state,
+                           max_id=max_id, decided_before=decided_before)
+
+
+def _task_values_of(project, labels, read, state, *, max_id=None, decided_before=None):
+    rows, results, lengths, reviews, errors, gold = read
+    if max_id is not None:
+        kept = np.flatnonzero(rows["id"] <= max_id)
+        rows = rows[kept]
+        results = [results[i] for i in kept.tolist()] if results is not None else None
+        lengths = [lengths[i] for i in kept.tolist()] if lengths is not None else None
+    if decided_before is not None:
+        reviews = reviews[reviews["decided"] < decided_before]
+        errors = [e for e in errors if e[5] is None or e[5] < decided_before]
+    accuracy = {int(a): (s["gold"] / s["gold_n"] if s["gold_n"] else None)
+                for a, s in state.get("annotators", {}).items()}
+    return _task_values(project, labels, rows, results, lengths, reviews=reviews, errors=errors, gold=gold,
+                        accuracy=accuracy, model=state.get("dawid_skene"))
 
 
 # --- snapshots ------------------------------------------------------------------------------------------------------
@@ -768,30 +1264,29 @@ def project_quality_recompute(project_id, *, now=None):
     return quality
 
 
+
 # --- incremental ----------------------------------------------------------------------------------------------------
 
 def _state_fits(state, project):
     return (state.get("task_type") == project.task_type and state.get("labels") == project_labels(project)
-            and state.get("overlap") == project.overlap)
+            and state.get("overlap") == project.overlap and "figures" in state)
 
 
-def _publish(project, state, batch_ids, now):
-    """Put the agreement of the updated sums into the latest quality and agreement snapshots (project, and the
-    batches given), in place: one UPDATE each, the other figures stay as the last full pass left them."""
-    labels, overlap = state["labels"], state["overlap"]
-    agreement = agreement_from_stats(project.task_type, state["project"], labels, overlap)
+def _publish(project, state, touched, now):
+    """Put the figures of the updated sums into the latest snapshots, in place: the project's quality, agreement
+    and annotators snapshots and the quality snapshots of the batches touched, one UPDATE each (the Dawid–Skene
+    summary stays as the last full pass left it)."""
     stamp = {"computed": "incremental", "incremental_at": now.isoformat()}
-    _snapshot_patch(project, QUALITY, {"agreement": agreement["overall"], "fleiss_kappa": agreement["fleiss_kappa"],
-                                       **stamp}, now)
+    agreement = agreement_from_stats(project.task_type, state["project"], state["labels"], state["overlap"])
+    _snapshot_patch(project, QUALITY, {**_project_quality_values(state), **stamp}, now)
     _snapshot_patch(project, AGREEMENT, {"overall": agreement["overall"], "per_label": agreement["per_label"],
-                                         "fleiss_kappa": agreement["fleiss_kappa"], **stamp}, now)
-    for batch_id in sorted(batch_ids):
-        stats = state["batches"].get(str(batch_id))
-        if stats is not None:
-            figures = agreement_from_stats(project.task_type, stats, labels, overlap)
-            _snapshot_patch(project, QUALITY, {"agreement": figures["overall"],
-                                               "fleiss_kappa": figures["fleiss_kappa"], **stamp}, now,
-                            scope=SCOPE.BATCH, batch_id=batch_id)
+                                         "fleiss_kappa": agreement["fleiss_kappa"],
+                                         "pairwise": _pairwise_values(state), **stamp}, now)
+    if touched["annotators"] or touched["reviewers"]:
+        _snapshot_patch(project, ANNOTATORS, {**_annotators_values(state), "incremental_at": now.isoformat()}, now)
+    for batch_id in sorted(touched["batches"]):
+        _snapshot_patch(project, QUALITY, {**_batch_quality_values(state, batch_id), **stamp}, now,
+                        scope=SCOPE.BATCH, batch_id=batch_id)
 
 
 class JSONKeysSet(Func):
@@ -826,18 +1321,22 @@ def _snapshot_patch(project, kind, patch, now, *, scope=SCOPE.PROJECT, batch_id=
                                                                     computed_at=now)
 
 
-def _rows_values(project, labels, rows, results, gold_accuracy):
-    current, _versions = _current(rows)
-    return _task_values(project, labels, rows[current],
-                        [results[i] for i in current.tolist()] if results is not None else None, gold_accuracy)
+def _usernames_add(state, touched):
+    """Usernames of people the state has not named yet (a newcomer's first submission or review): one query."""
+    missing = {p for p in touched["annotators"] | touched["reviewers"] if str(p) not in state["usernames"]}
+    if missing:
+        state["usernames"].update({str(pk): name for pk, name in get_user_model().objects.filter(
+            pk__in=missing).values_list("pk", "username")})
 
 
 def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_at=None):
-    """Recompute some tasks' agreement and consensus snapshots and move the project's and their batches' agreement
-    by the difference (see the module docstring). Idempotent.
+    """Recompute some tasks' snapshots and move every figure of the project, of their batches, of the annotators
+    and reviewers they involve and of those annotators' pairs by the difference (see the module docstring).
+    Idempotent.
 
-    Returns the updated state values, or None when there is no state of this task type, labels and overlap yet
-    (the next full recompute makes one).
+    Returns {"task_ids": the tasks whose contribution changed, "agreement": {task id: its agreement figure} for
+    every task given that has annotations, "batches", "annotators": the ids whose figures moved}; None when there
+    is no state of this task type, labels and overlap yet (the next full recompute makes one).
     """
     now = now or timezone.now()
     task_ids = sorted(set(int(t) for t in task_ids))
@@ -851,67 +1350,72 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
             return None
         state = state_row.values
         generation = state["generation"]
-        accuracies = []
-
-        def gold_accuracy():
-            if not accuracies:
-                accuracies.append(_gold_accuracy_of_annotators(project))
-            return accuracies[0]
-
-        rows, results, _lengths = _annotation_rows(project, labels, task_ids=task_ids)
-        new = _rows_values(project, labels, rows, results, gold_accuracy)
-        snapshots = {s.task_id: s.values for s in MetricSnapshot.objects.filter(
-            project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=task_ids)}
-        rebuild = [t for t in task_ids if snapshots.get(t, {}).get("generation") != generation]
-        old = {t: v for t, v in snapshots.items() if v.get("generation") == generation}
-        if rebuild:
-            # What the full pass saw of these tasks: their rows up to its watermark (versions are only appended).
-            kept = np.flatnonzero(np.isin(rows["task"], rebuild) & (rows["id"] <= state["watermark"]))
-            old.update(_rows_values(project, labels, rows[kept],
-                                    [results[i] for i in kept.tolist()] if results is not None else None, {}))
-        k = len(labels)
-        touched = set()
-        for task_id in task_ids:
-            before, after = old.get(task_id), new.get(task_id)
-            if (before or {}).get("contribution") == (after or {}).get("contribution") \
-                    and (before or {}).get("batch") == (after or {}).get("batch"):
-                continue
-            for values, sign in ((before, -1), (after, 1)):
-                if values is None:
+        touched = {"annotators": set(), "reviewers": set(), "batches": set()}
+        changed, new = [], {}
+        if task_ids:
+            # One read of the tasks' rows, reviews, error types and gold answers serves the new and the old values.
+            rows, results, lengths = _annotation_rows(project, labels, task_ids=task_ids)
+            reviews = _reviews(project, task_ids=task_ids)
+            errors = _error_type_rows(project, task_ids=task_ids) if len(reviews) else []
+            gold = _gold_answers(project, labels, task_ids=task_ids)
+            read = (rows, results, lengths, reviews, errors, gold)
+            new = _task_values_of(project, labels, read, state)
+            snapshots = {s.task_id: s.values for s in MetricSnapshot.objects.filter(
+                project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=task_ids)}
+            old = {t: v for t, v in snapshots.items() if v.get("generation") == generation and "contribution" in v}
+            rebuild = [t for t in task_ids if t not in old]
+            if rebuild:
+                # What the full pass saw of these tasks: their rows up to its watermark (versions are only
+                # appended) and the decisions before its time.
+                old.update({t: v for t, v in _task_values_of(
+                    project, labels, read, state, max_id=state["watermark"],
+                    decided_before=datetime.fromisoformat(state["watermark_at"]).timestamp()).items()
+                    if t in rebuild})
+            for task_id in task_ids:
+                before, after = old.get(task_id), new.get(task_id)
+                if (before or {}).get("contribution") == (after or {}).get("contribution") \
+                        and (before or {}).get("batch") == (after or {}).get("batch"):
                     continue
-                stats_add(state["project"], values["contribution"], sign, overlap=state["overlap"])
-                batch = values.get("batch")
-                if batch is not None:
-                    batch_stats = state["batches"].setdefault(str(batch), stats_empty(project.task_type, k))
-                    stats_add(batch_stats, values["contribution"], sign, overlap=state["overlap"])
-                    touched.add(batch)
+                changed.append(task_id)
+                for values, sign in ((before, -1), (after, 1)):
+                    if values is not None:
+                        contribution_apply(state, values, sign, touched)
+            _usernames_add(state, touched)
+            medians_refresh(project, labels, state, touched)
         if seen_id is not None:
             state["seen_id"] = max(state.get("seen_id", 0), int(seen_id))
         if scanned_at is not None:
             state["scanned_at"] = scanned_at.isoformat()
         state_row.values = state
         state_row.save(update_fields=["values"])
-        _task_snapshots_write(project, {t: v for t, v in new.items()
-                                        if snapshots.get(t) != {**v, "generation": generation}}, generation, now)
-        if touched:
+        if task_ids:
+            _task_snapshots_write(project, {t: v for t, v in new.items()
+                                            if snapshots.get(t) != {**v, "generation": generation}}, generation, now)
+        if changed:
             _publish(project, state, touched, now)
-    return state
+    return {"task_ids": changed, "agreement": {t: v["agreement"] for t, v in new.items()},
+            "batches": sorted(touched["batches"]), "annotators": sorted(touched["annotators"])}
 
 
 def task_quality_update(task_id, *, now=None):
-    """One task's agreement/consensus snapshot and its share of the project's agreement (see tasks_quality_update)."""
+    """One task's snapshot and its share of every figure (see tasks_quality_update)."""
     task = Task.objects.select_related("project").filter(pk=task_id).first()
     if task is None:
         return None
     return tasks_quality_update(task.project, [task.pk], now=now)
 
 
-def quality_events_apply(project, *, now=None):
-    """Update the tasks that got annotator submissions since the last scan (incremental figures after events).
+REVIEW_EVENTS = [TaskEvent.Type.APPROVED, TaskEvent.Type.REJECTED, TaskEvent.Type.FIXED, TaskEvent.Type.ESCALATED]
 
-    Rows are found by id past the last one seen, and also by submission time within the commit margin of the
-    last scan, since ids are not committed in order; updating a task twice changes nothing. Returns how many tasks
-    were updated, or None without a state.
+
+def quality_events_apply(project, *, now=None):
+    """Update the tasks that got annotator submissions or review decisions since the last scan (incremental
+    figures after events).
+
+    Submissions are found by id past the last one seen, and also by submission time within the commit margin of
+    the last scan, since ids are not committed in order; decisions by their task events within the same margin
+    (the event log's index by project, type and time). Updating a task twice changes nothing. Returns how many
+    tasks were updated, or None without a state.
     """
     now = now or timezone.now()
     state_row = _state_row(project)
@@ -922,7 +1426,9 @@ def quality_events_apply(project, *, now=None):
     found = list(Annotation.objects.filter(Q(id__gt=state.get("seen_id", 0)) | Q(submitted_at__gte=since),
                                            task__project_id=project.pk, source=Annotation.Source.ANNOTATOR)
                  .values_list("task_id", "id").order_by())
-    task_ids = sorted({task for task, _id in found})
+    decided = TaskEvent.objects.filter(project_id=project.pk, type__in=REVIEW_EVENTS, at__gte=since,
+                                       task_id__isnull=False).values_list("task_id", flat=True).order_by()
+    task_ids = sorted({task for task, _id in found} | set(decided))
     seen_id = max((pk for _task, pk in found), default=state.get("seen_id", 0))
     for start in range(0, max(len(task_ids), 1), UPDATE_CHUNK):
         chunk = task_ids[start:start + UPDATE_CHUNK]

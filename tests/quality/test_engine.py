@@ -1,17 +1,20 @@
 """The quality engine: figures of a project built through the services, stored as snapshots, served by the API,
-and the incremental agreement equal to a full recompute."""
+and the incremental figures equal to a full recompute."""
+
+from unittest import mock
 
 import krippendorff
 import numpy as np
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
 from apps.projects.models import Membership, Project
 from apps.quality import engine, metrics, services as quality_services
-from apps.quality.models import MetricSnapshot
+from apps.quality.models import ErrorType, MetricSnapshot, Review
 from apps.tasks import services
 from apps.tasks.models import Annotation, Task
 from tests import factories
@@ -179,7 +182,7 @@ def test_the_reviewer_s_fix_is_the_task_s_final_result_not_the_annotator_s_work(
     task.refresh_from_db()
     assert task.final_result == {"label": "bird"}
     snapshot = MetricSnapshot.objects.get(project=computed.project, scope="task", task=task)
-    assert snapshot.values["contribution"] == {"counts": [1, 1, 1]}  # bird, cat, dog: a1's own dog counts
+    assert snapshot.values["contribution"]["counts"] == [1, 1, 1]  # bird, cat, dog: a1's own dog counts
     assert snapshot.values["consensus"]["tied"] is True
 
 
@@ -319,57 +322,93 @@ def test_sums_updated_task_by_task_equal_the_sums_of_all_tasks(initial, changes,
         assert figures["fleiss_kappa"]["value"] == pytest.approx(kappa["value"], abs=1e-9)
 
 
-EVENT = st.tuples(st.integers(0, 5), st.integers(0, 3), st.sampled_from(["cat", "dog", "bird"]))
+EVENT = st.one_of(
+    # a submission (a resubmission when the assignment exists): task, annotator, label, lead time
+    st.tuples(st.just("submit"), st.integers(0, 5), st.integers(0, 3), st.sampled_from(["cat", "dog", "bird"]),
+              st.sampled_from([None, 5.0, 10.0, 20.0, 40.0])),
+    # a review decision on one current annotation of a task: task, which annotation, decision, reviewer
+    st.tuples(st.just("review"), st.integers(0, 5), st.integers(0, 3),
+              st.sampled_from(["approve", "reject", "fix", "escalate"]), st.integers(0, 1)),
+)
+QUALITY_FIGURES = ("agreement", "fleiss_kappa", "gold_accuracy", "acceptance_rate", "rework_rate",
+                   "sanity_pass_rate", "samples", "figures", "error_types")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
-@given(before=st.lists(EVENT, max_size=12), after=st.lists(EVENT, min_size=1, max_size=12),
-       margin=st.sampled_from([0, 3600]))
-def test_incremental_updates_after_events_equal_a_full_recompute(db, before, after, margin):
-    # given a project with some submissions and a full recompute (a margin of 0: every task is rebuilt from the
-    # rows up to the watermark; of an hour: the full pass recorded every task's contribution in its snapshot)
+@given(before=st.lists(EVENT, max_size=12), after=st.lists(EVENT, min_size=1, max_size=14),
+       margin=st.sampled_from([0, 3600]), half=st.sampled_from([0, 1, 48]))
+def test_incremental_updates_after_events_equal_a_full_recompute(db, before, after, margin, half):
+    # given a project with some submissions and reviews and a full recompute (a margin of 0: every task is
+    # rebuilt from the rows up to the watermark; of an hour: the full pass recorded every task's contribution in
+    # its snapshot), medians kept in windows of 0, 1 or 48 values either side (0 and 1: they soon fall back to
+    # the rows)
     project = factories.project(slug="prop", overlap=2, review_mode="none")
     people = [factories.member(project, Membership.Role.ANNOTATOR) for _ in range(4)]
+    reviewers = [factories.member(project, Membership.Role.REVIEWER) for _ in range(2)]
+    wrong = ErrorType.objects.get(project=project, code="wrong_label")
     batches = [factories.batch(project, name="P1"), factories.batch(project, name="P2")]
-    tasks = [factories.tasks(batches[i % 2], 1, is_gold=True, gold_answer={"label": "cat"})[0] for i in range(6)]
+    tasks = [factories.tasks(batches[i % 2], 1, **({"is_gold": True, "gold_answer": {"label": "cat"}}
+                                                  if i % 3 == 0 else {}))[0] for i in range(6)]
     assignments = {}
 
-    def submit(task_index, person_index, label):
+    def submit(task_index, person_index, label, lead):
         key = (task_index, person_index)
         person = people[person_index]
         if key not in assignments:
             assignments[key] = services.assignment_assign(task=tasks[task_index], annotator=person)
-            services.assignment_submit(assignment=assignments[key], actor=person, result={"label": label})
+            services.assignment_submit(assignment=assignments[key], actor=person, result={"label": label},
+                                       lead_time_seconds=lead)
         else:  # another version of the same assignment, as a resubmission writes it
             assignment = assignments[key]
             Annotation.objects.filter(assignment=assignment, is_current=True).update(is_current=False,
                                                                                     status="superseded")
             version = assignment.annotations.count() + 1
             Annotation.objects.create(task=tasks[task_index], assignment=assignment, annotator=person, author=person,
-                                      version=version, result={"label": label})
+                                      version=version, result={"label": label}, lead_time_seconds=lead)
+
+    def review(task_index, which, decision, reviewer_index):
+        current = list(Annotation.objects.filter(task=tasks[task_index], is_current=True).order_by("id"))
+        if not current:
+            return
+        decided = Review.objects.create(annotation=current[which % len(current)], reviewer=reviewers[reviewer_index],
+                                        decision=decision, decided_at=timezone.now())
+        if decision in ("reject", "fix"):
+            decided.error_types.add(wrong)
+
+    def apply(event):
+        kind, task_index, *rest = event
+        (submit if kind == "submit" else review)(task_index, *rest)
         return tasks[task_index].pk
 
     for event in before:
-        submit(*event)
-    with override_settings(QUALITY_COMMIT_MARGIN_SECONDS=margin):
+        apply(event)
+    with override_settings(QUALITY_COMMIT_MARGIN_SECONDS=margin), mock.patch.object(engine, "WINDOW_HALF", half):
         engine.project_quality_recompute(project.pk)
         # when events follow, each updating its task alone
         for event in after:
-            engine.task_quality_update(submit(*event))
+            engine.task_quality_update(apply(event))
         incremental = engine._state_row(project).values
         published = latest(project, "agreement").values
+        quality = latest(project, "quality").values
+        annotators = latest(project, "annotators").values
         batch_published = {b.pk: latest(project, "quality", scope="batch", batch=b).values for b in batches}
-        # then the sums and the figures are those a full recompute finds
+        # then the sums and every figure are those a full recompute finds
         full = engine.project_quality_compute(project)
     assert incremental["project"] == full["state"]["project"]
     for b in batches:
         assert incremental["batches"].get(str(b.pk), engine.stats_empty("classification", 3)) \
             == full["state"]["batches"][str(b.pk)]
-        assert batch_published[b.pk]["agreement"] == full["batches"][b.pk]["agreement"]
+        assert {name: batch_published[b.pk][name] for name in QUALITY_FIGURES} \
+            == {name: full["batches"][b.pk][name] for name in QUALITY_FIGURES}
     assert published["overall"] == full["agreement"]["overall"]
     assert published["per_label"] == full["agreement"]["per_label"]
     assert published["fleiss_kappa"] == full["agreement"]["fleiss_kappa"]
+    assert published["pairwise"] == full["agreement"]["pairwise"]
+    figures = QUALITY_FIGURES + ("error_types_by_label", "submitted", "annotators", "tasks_annotated")
+    assert {name: quality[name] for name in figures} == {name: full["quality"][name] for name in figures}
+    for name in ("annotators", "reviewers", "distribution"):
+        assert annotators[name] == full["annotators"][name]
 
 
 def test_events_found_by_the_scan_update_their_tasks(crew):
