@@ -96,7 +96,23 @@
        name: t("Team median"), hovertemplate: "%{y}<extra>" + esc(t("Team median")) + "</extra>"},
     ];
   }
+  /* The first week with any work in it: the weeks before it (a young project) are left off the charts. */
+  function firstActiveWeek(weeks, seriesList) {
+    for (let w = 0; w < weeks.length; w++) {
+      if (seriesList.some((s) => s && s[w] !== null && s[w] !== undefined && s[w] !== 0)) return w;
+    }
+    return weeks.length;
+  }
   function personTrends(trend, label) {
+    const from = firstActiveWeek(trend.weeks || [], [((trend.team || {}).submitted || {}).n,
+                                                    (trend.mine || {}).submitted]);
+    const cut = (list) => (list || []).slice(from);
+    const team = {};
+    Object.entries(trend.team || {}).forEach(([name, spread]) => {
+      team[name] = {p25: cut(spread.p25), median: cut(spread.median), p75: cut(spread.p75)};
+    });
+    trend = {weeks: cut(trend.weeks), team,
+             mine: trend.mine ? Object.fromEntries(Object.entries(trend.mine).map(([k, v]) => [k, cut(v)])) : null};
     const weeks = trend.weeks || [];
     ["submitted", "median_lead_time_seconds", "acceptance_rate", "gold_accuracy"].forEach((name) => {
       const node = $("trend-" + name);
@@ -153,7 +169,8 @@
       const corner = (x, y, text, xanchor, yanchor) => ({xref: "paper", yref: "paper", x, y, text: esc(text),
         showarrow: false, xanchor, yanchor, font: {color: "#5b6577", size: 12}});
       draw(node, [trace], {
-        xaxis: axis("difficulty_adjusted_speed"), yaxis: axis(yName), shapes, showlegend: false,
+        xaxis: axis("difficulty_adjusted_speed"), shapes, showlegend: false,
+        yaxis: axis(yName, RATES.has(yName) ? {range: [Math.max(0, Math.min(...points.map((r) => r[yName])) - 0.1) - 0.02, 1.1]} : {}),
         annotations: [corner(1, 0, t("fast but careless"), "right", "bottom"),
                       corner(0, 1, t("slow but careful"), "left", "top"),
                       corner(1, 1, t("fast and careful"), "right", "top"),
@@ -184,17 +201,20 @@
                  marker: {symbol: "diamond", size: 13, color: "#111"},
                  hovertemplate: "%{x}: %{y:.2f}×<extra>" + esc(NAMES.difficulty_adjusted_speed) + "</extra>"});
     draw(node, traces, {barmode: "group", yaxis: axis("acceptance_rate", {title: {text: t("Rates")}}),
-                        yaxis2: axis("difficulty_adjusted_speed", {overlaying: "y", side: "right", rangemode: "tozero"}),
+                        yaxis2: axis("difficulty_adjusted_speed", {overlaying: "y", side: "right", rangemode: "tozero",
+                                                                     tickformat: ".2f"}),
                         legend: {orientation: "h", y: -0.2}, margin: {l: 60, r: 60, t: 20, b: 60}});
   }
   function teamTrends() {
     const node = $("chart-trends");
     const select = $("trend-figure");
     const trends = data.trends || {};
-    const weeks = trends.weeks || [];
+    const all = Object.values(trends.annotators || {});
+    const from = firstActiveWeek(trends.weeks || [], all.map((s) => s.submitted));
+    const weeks = (trends.weeks || []).slice(from);
     const render = () => {
       const name = select.value;
-      const series = Object.values(trends.annotators || {});
+      const series = all.map((s) => Object.assign({}, s, {[name]: (s[name] || []).slice(from)}));
       if (!weeks.length || !series.length) { empty(node, t("No weekly figures yet: the workers compute them every half hour.")); return; }
       const traces = series.map((s, i) => ({
         type: "scatter", mode: "lines+markers", name: esc(s.username), x: weeks, y: s[name], connectgaps: false,
@@ -202,7 +222,7 @@
         hovertemplate: "%{x|%d %b}: %{y}<extra>" + esc(s.username) + "</extra>",
       }));
       const team = trends.team && trends.team[name];
-      if (team) traces.push({type: "scatter", mode: "lines", name: t("Team median"), x: weeks, y: team.median,
+      if (team) traces.push({type: "scatter", mode: "lines", name: t("Team median"), x: weeks, y: team.median.slice(from),
                              line: {dash: "dash", color: "#111", width: 3}});
       draw(node, traces, {xaxis: {type: "date", tickformat: "%d %b"}, yaxis: axis(name),
                           legend: {orientation: "v"}});
@@ -240,7 +260,7 @@
       const values = [spread.p25, spread.p75, mine].filter(present);
       const low = Math.min(...values), high = Math.max(...values), pad = (high - low) * 0.15 || Math.abs(high) * 0.1 || 1;
       draw(node, traces, {title: {text: NAMES[name], font: {size: 13}}, showlegend: false, height: 130,
-                          margin: {l: 50, r: 20, t: 30, b: 30},
+                          margin: {l: 40, r: 40, t: 30, b: 30},
                           xaxis: axis(name, {title: null, range: RATES.has(name) ? [Math.max(0, low - pad), Math.min(1.02, high + pad)]
                                                                                   : [low - pad, high + pad]}),
                           yaxis: {showticklabels: false}});
