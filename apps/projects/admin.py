@@ -14,6 +14,7 @@ from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from apps.core.admin_base import HistoryAdmin, ProjectListFilter, ProjectScopedAdminMixin, ReadOnlyAdminMixin
 from apps.core.errors import ApplicationError, PayloadTooLargeError, ValidationError
+from apps.quality.admin import SanityRuleInline, sanity_report_urls
 from apps.quality.models import ErrorType
 
 from . import services
@@ -155,7 +156,7 @@ class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, Hi
         (gettext_lazy("Record"), {"fields": ["progress", "current_guideline", "created_by", "created_at",
                                              "updated_at"]}),
     ]
-    inlines = [GuidelineInline, BatchInline, QualityGateInline, ErrorTypeInline, MembershipInline]
+    inlines = [GuidelineInline, BatchInline, QualityGateInline, ErrorTypeInline, SanityRuleInline, MembershipInline]
     history_list_display = ["task_type", "review_mode", "overlap"]
 
     def get_queryset(self, request):
@@ -231,7 +232,7 @@ class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, Hi
     def get_urls(self):
         import_url = path("<path:object_id>/import/", self.admin_site.admin_view(self.import_view),
                           name="projects_project_import")
-        return [import_url, *super().get_urls()]
+        return [import_url, *sanity_report_urls(self), *super().get_urls()]
 
     def import_view(self, request, object_id):
         project = self.get_object(request, unquote(object_id))

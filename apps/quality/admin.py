@@ -1,7 +1,17 @@
-"""The admin of quality data: error types, reviews (read-only), figures, alerts and webhooks."""
+"""The admin of quality data: error types, reviews (read-only), figures, alerts and webhooks; the sanity rules of a
+project (an inline on its page) and their report."""
 
+import functools
+
+from django import forms
 from django.contrib import admin, messages
-from django.utils.translation import gettext_lazy, ngettext
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.forms.models import BaseInlineFormSet
+from django.http import StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.translation import gettext as _, gettext_lazy, ngettext
 
 from apps.core.admin_base import (
     BatchListFilter,
@@ -12,10 +22,11 @@ from apps.core.admin_base import (
     project_list_filter,
 )
 from apps.core.errors import TransitionError
+from apps.core.permissions import MANAGE, has_project_perm
 
-from . import services as quality_services
+from . import sanity, services as quality_services
 from .forms import WebhookForm
-from .models import Alert, ErrorType, MetricSnapshot, Review, Webhook, WebhookDelivery
+from .models import Alert, ErrorType, MetricSnapshot, Review, SanityRule, Webhook, WebhookDelivery
 
 
 def alerts_acknowledge(*, alerts, actor):
@@ -134,3 +145,123 @@ class WebhookDeliveryAdmin(ProjectScopedAdminMixin, ReadOnlyAdminMixin, admin.Mo
     search_fields = ["webhook__url", "event"]
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+
+
+# --- sanity rules: an inline on the project page, and their report ---------------------------------------------------
+
+
+class SanityRuleForm(forms.ModelForm):
+    """A rule, checked against the project it belongs to (its task type and label schema, as just edited)."""
+
+    class Meta:
+        model = SanityRule
+        fields = ["kind", "label", "count", "message", "is_active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        project = getattr(self, "project", None)
+        if project is not None and cleaned.get("kind"):
+            problems = sanity.sanity_rule_problems(task_type=project.task_type, schema=project.label_schema,
+                                                   kind=cleaned["kind"], label=cleaned.get("label", ""),
+                                                   count=cleaned.get("count"))
+            for name, field_messages in problems.items():
+                for message in field_messages:
+                    self.add_error(name, message)
+        return cleaned
+
+
+class SanityRuleFormSet(BaseInlineFormSet):
+    """The project's rules together: each knows its project; rules no result could pass together are refused; a
+    change has the project's quality figures recomputed (the sanity pass rate follows the rules)."""
+
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        form.project = self.instance  # the project as the page's form left it (its label schema just edited)
+        return form
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        # An untouched extra form has no cleaned data; a deleted rule no longer counts.
+        kept = [form.instance for form in self.forms
+                if getattr(form, "cleaned_data", None) and not form.cleaned_data.get("DELETE")]
+        conflicts = sanity.sanity_rules_conflicts(kept)
+        if conflicts:
+            raise forms.ValidationError(conflicts)
+
+    def save(self, commit=True):
+        saved = super().save(commit=commit)
+        if commit and (self.new_objects or self.changed_objects or self.deleted_objects):
+            sanity.sanity_rules_changed(project_id=self.instance.pk)
+        return saved
+
+
+class SanityRuleInline(admin.TabularInline):
+    """The project's own sanity rules (on top of the schema's): refused at submit, counted in the sanity pass
+    rate, reported over the existing annotations. Managers of the project edit them once the project exists."""
+
+    model = SanityRule
+    form = SanityRuleForm
+    formset = SanityRuleFormSet
+    extra = 0
+    fields = ["kind", "label", "count", "message", "is_active"]
+    template = "admin/quality/sanityrule/tabular.html"
+    verbose_name = gettext_lazy("sanity rule")
+    verbose_name_plural = gettext_lazy("sanity rules (on top of the label schema's)")
+
+    def _manages(self, request, obj):
+        # Scoped to the project, not to a model permission: the project page is already limited to the projects
+        # the user manages, and a manager's right over its rules comes with the project.
+        return obj is not None and has_project_perm(request.user, obj, MANAGE)
+
+    def get_queryset(self, request):
+        # Django asks for the view permission here without the project; the formset keeps to the project's rules,
+        # and the page is only shown to whom _manages() lets in.
+        return SanityRule.objects.all()
+
+    def has_view_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+
+REPORT_LIMIT = 50  # offenders listed per rule on the page; the CSV has them all
+
+
+def sanity_report_urls(project_admin):
+    """The URL of a project's sanity report, among the project admin's own (ProjectAdmin.get_urls adds it)."""
+    view = project_admin.admin_site.admin_view(functools.partial(sanity_report_view, project_admin))
+    return [path("<path:object_id>/sanity-report/", view, name="projects_project_sanity_report")]
+
+
+def sanity_report_view(project_admin, request, object_id):
+    """Which current annotations break the project's rules: a count per rule and the first offenders, or every
+    offender as CSV (`?format=csv`, streamed). For the project's managers only (404 for anyone else)."""
+    project = project_admin.get_object(request, unquote(object_id))
+    if project is None:
+        return project_admin._get_obj_does_not_exist_redirect(request, project_admin.opts, object_id)
+    if not has_project_perm(request.user, project, MANAGE):
+        raise PermissionDenied
+    if request.GET.get("format") == "csv":
+        response = StreamingHttpResponse(sanity.sanity_report_csv(project), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="sanity-report-{project.slug}.csv"'
+        return response
+    report = sanity.sanity_report(project, limit=REPORT_LIMIT)
+    context = {
+        **project_admin.admin_site.each_context(request),
+        "title": _("Sanity report of %(project)s") % {"project": project},
+        "opts": project_admin.opts,
+        "original": project,
+        "report": report,
+        "limit": REPORT_LIMIT,
+    }
+    return TemplateResponse(request, "admin/quality/sanity_report.html", context)
+

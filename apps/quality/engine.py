@@ -49,7 +49,7 @@ from apps.projects.label_schema import TaskType, label_values, result_validate
 from apps.projects.models import Batch, Project
 from apps.tasks.models import Annotation, Task, TaskEvent
 
-from . import metrics
+from . import metrics, sanity
 from .models import MetricSnapshot, Review
 
 SCOPE = MetricSnapshot.Scope
@@ -262,16 +262,21 @@ def _result_labels(task_type, result):
 
 
 def _sanity_passes(project, cur, cur_results, cur_lengths):
-    """Which current annotations pass the sanity rules as they stand now (result_validate at compute time), as a
-    bool array: submissions the rules refused are not stored, so the pass rate moves when the label schema changes
-    under existing work. `cur_lengths`: the task's text length per annotation (text spans), else None."""
+    """Which current annotations pass the sanity rules as they stand now (the schema's, result_validate, and the
+    project's active SanityRules, at compute time), as a bool array: submissions the rules refused are not stored,
+    so the pass rate moves when the label schema or the rules change under existing work. `cur_lengths`: the
+    task's text length per annotation (text spans), else None."""
     if project.task_type == TaskType.CLASSIFICATION:
-        return cur["code"] >= 0
-    sane = np.zeros(len(cur), dtype=bool)
-    for i, result in enumerate(cur_results):
-        data = {"text": " " * (cur_lengths[i] or 0)} if cur_lengths is not None else {}
-        sane[i] = not result_validate(project.task_type, project.label_schema, data, result)
-    return sane
+        sane = cur["code"] >= 0
+    else:
+        sane = np.zeros(len(cur), dtype=bool)
+        for i, result in enumerate(cur_results):
+            data = {"text": " " * (cur_lengths[i] or 0)} if cur_lengths is not None else {}
+            sane[i] = not result_validate(project.task_type, project.label_schema, data, result)
+    # The project's own active rules (SanityRule): the annotations breaking one are found by the database. A few
+    # tasks (an incremental update) are looked up by task, a whole project by project.
+    task_ids = np.unique(cur["task"]).tolist() if len(cur) <= UPDATE_CHUNK * 10 else None
+    return sane & ~np.isin(cur["id"], sanity.annotations_breaking_rules(project, task_ids=task_ids))
 
 # --- agreement sums (the incremental state) -------------------------------------------------------------------------
 

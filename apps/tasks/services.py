@@ -17,8 +17,8 @@ from django.utils.translation import gettext as _
 from apps.core.audit import records_actor
 from apps.core.errors import PermissionDeniedError, TransitionError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, require_project_perm
-from apps.projects.label_schema import result_validate
 from apps.projects.models import Batch, Project
+from apps.quality.sanity import submission_check
 
 from .models import Annotation, Assignment, Clarification, Task, TaskEvent
 
@@ -81,10 +81,9 @@ def _lease_end(project, now):
     return now + timedelta(minutes=project.lease_minutes)
 
 
-def _result_check(task, result):
-    errors = result_validate(task.project.task_type, task.project.label_schema, task.data, result)
-    if errors:
-        raise ValidationError(errors[0], errors={"result": errors})
+def _result_check(task, result, notes):
+    # The schema's rules and the project's own (apps.quality.sanity): a 400 naming the first rule broken.
+    submission_check(task.project, task.data, result, notes)
 
 
 # --- task status: the one place -------------------------------------------------------------------------------
@@ -423,7 +422,7 @@ def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=
                     if not assignment.rework_count else _("This is rework: resubmit it."), assignment.status)
         task = assignment.task
         _task_open_check(task)
-        _result_check(task, result)
+        _result_check(task, result, notes)
         now = timezone.now()
         annotation = _annotation_append(
             assignment=assignment, author=actor, result=result, notes=notes, lead_time_seconds=lead_time_seconds,
@@ -461,7 +460,7 @@ def assignment_resubmit(*, assignment, actor, result, notes="", lead_time_second
                     % {"status": assignment.status}, assignment.status)
         task = assignment.task
         _task_open_check(task)
-        _result_check(task, result)
+        _result_check(task, result, notes)
         now = timezone.now()
         annotation = _annotation_append(
             assignment=assignment, author=actor, result=result, notes=notes, lead_time_seconds=lead_time_seconds,
@@ -602,7 +601,8 @@ def review_fix(*, annotation, reviewer, corrected_result, error_types=(), commen
     annotator's version stays in the history."""
     with transaction.atomic():
         annotation = _lock_annotation_for_review(annotation.pk, reviewer)
-        _result_check(annotation.task, corrected_result)
+        # The reviewer's comment stands for the note a label needs: the fix keeps the annotator's notes.
+        _result_check(annotation.task, corrected_result, "\n".join([annotation.notes, comment or ""]))
         found = _error_types_resolve(annotation.task.project, error_types)
         now = timezone.now()
         review = _review_open(annotation, reviewer, now)
