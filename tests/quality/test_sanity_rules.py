@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -534,6 +535,56 @@ def test_the_engine_s_sanity_pass_rate_counts_the_active_rules():
     SanityRule.objects.filter(pk__in=[e.max_rule.pk, e.note_rule.pk]).update(is_active=False)
     computed = engine.project_quality_compute(e.world.project)
     assert computed["quality"]["figures"]["sanity_pass_rate"] == {"value": pytest.approx(5 / 7), "n": 7}
+
+
+SUBMISSION = st.tuples(st.integers(0, 4), st.integers(0, 2), st.sampled_from(["cat", "dog", "other"]),
+                       st.sampled_from(["", "  ", "why"]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(before=st.lists(SUBMISSION, max_size=10), after=st.lists(SUBMISSION, min_size=1, max_size=10),
+       margin=st.sampled_from([0, 3600]))
+def test_the_incremental_sanity_pass_rate_under_rules_equals_a_full_recompute(before, after, margin):
+    # given a classification project whose rules came after some of its work (annotations written as they were
+    # stored before the rules: "dog" is now forbidden, "other" needs a note), and a full pass
+    world = World("classification", review_mode="none", overlap=3, n=5, slug="incremental")
+    world.rule("label_forbidden", label="dog")
+    world.rule("label_needs_note", label="other")
+    people = [*world.annotators, factories.member(world.project, Membership.Role.ANNOTATOR)]
+    assignments = {}
+
+    def write(task_index, person_index, label, notes):
+        task, person = world.tasks[task_index], people[person_index]
+        assignment = assignments.get((task_index, person_index))
+        if assignment is None:
+            assignment = assignments[task_index, person_index] = services.assignment_assign(task=task,
+                                                                                           annotator=person)
+        versions = Annotation.objects.filter(assignment=assignment)
+        versions.update(is_current=False, status="superseded")
+        Annotation.objects.create(task=task, assignment=assignment, annotator=person, author=person,
+                                  version=versions.count() + 1, result={"label": label}, notes=notes)
+        return task.pk
+
+    for submission in before:
+        write(*submission)
+    with override_settings(QUALITY_COMMIT_MARGIN_SECONDS=margin):
+        engine.project_quality_recompute(world.project.pk)
+        # when later work updates its tasks one by one
+        for submission in after:
+            engine.task_quality_update(write(*submission))
+        quality = engine.snapshot_latest(world.project, engine.QUALITY).values
+        batch = engine.snapshot_latest(world.project, engine.QUALITY, scope="batch", batch_id=world.batch.pk).values
+        full = engine.project_quality_compute(world.project)
+    # then the sanity pass rate is the full recompute's, which counts the rules
+    assert quality["figures"]["sanity_pass_rate"] == full["quality"]["figures"]["sanity_pass_rate"]
+    assert batch["figures"]["sanity_pass_rate"] == full["batches"][world.batch.pk]["figures"]["sanity_pass_rate"]
+    current = {}
+    for task_index, person_index, label, notes in [*before, *after]:
+        current[task_index, person_index] = label == "cat" or (label == "other" and notes.strip() != "")
+    sane = sum(current.values())
+    assert full["quality"]["figures"]["sanity_pass_rate"] == {
+        "value": pytest.approx(sane / len(current)) if current else None, "n": len(current)}
 
 
 def test_the_rules_of_some_tasks_are_found_as_for_the_whole_project():
