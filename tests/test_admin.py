@@ -12,7 +12,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.annotators.models import AnnotatorProfile
+from apps.annotators.models import AnnotatorProfile, Team
 from apps.projects import services as project_services
 from apps.projects.forms import LABEL_SCHEMA_EXAMPLES
 from apps.projects.label_schema import label_schema_validate
@@ -49,6 +49,7 @@ def world(team):
                                      events=["task.accepted"])
     WebhookDelivery.objects.create(webhook=webhook, event="task.accepted", payload={"event": "task.accepted"})
     Group.objects.create(name="Managers")
+    Team.objects.create(name="Morning shift").members.set([annotator, other])
     return team
 
 
