@@ -293,21 +293,36 @@ def inline_errors(response):
     return errors
 
 
-def test_a_manager_adds_a_rule_on_the_project_page_and_the_figures_follow():
-    world = World("bounding_boxes")
+def test_a_manager_adds_a_rule_on_the_project_page_and_the_figures_follow(django_capture_on_commit_callbacks):
+    world = World("bounding_boxes", review_mode="none")
+    for boxes in ([box("car")], [box("car"), box("car", 0.5)], [box("person")], []):
+        world.submit({"boxes": boxes})
+    quality_services.quality_recompute_full(project_id=world.project.pk)
+    assert engine.snapshot_latest(world.project, engine.QUALITY).values["sanity_pass_rate"] == 1.0
     client = client_for(None)
     client.force_login(world.manager)
     data, prefix = change_form(client, world.project)
-    add_rule(data, prefix, kind="min_items", label="car", count="2", message="")
+    add_rule(data, prefix, kind="min_items", label="car", count="1", message="")
 
-    with mock.patch("apps.quality.sanity.sanity_rules_changed") as changed:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = client.post(admin_url("projects_project_change", world.project.pk), data)
 
     assert response.status_code == 302, response.context and inline_errors(response)
     rule = SanityRule.objects.get(project=world.project)
-    assert (rule.kind, rule.label, rule.count, rule.is_active) == ("min_items", "car", 2, True)
-    assert rule.history.count() == 1
-    changed.assert_called_once_with(project_id=world.project.pk)
+    assert (rule.kind, rule.label, rule.count, rule.is_active) == ("min_items", "car", 1, True)
+    assert rule.history.get().history_user == world.manager
+    # the rule's change had the figures recomputed: 2 of the 4 annotations have no car
+    assert len(callbacks) >= 1
+    assert engine.snapshot_latest(world.project, engine.QUALITY).values["sanity_pass_rate"] == 0.5
+
+    # unchanged rules on a later save recompute nothing
+    data, prefix = change_form(client, world.project)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post(admin_url("projects_project_change", world.project.pk), data)
+    with mock.patch("apps.quality.tasks.quality_recompute.delay") as recompute:
+        for callback in callbacks:
+            callback()
+    recompute.assert_not_called()
 
 
 @pytest.mark.parametrize("task_type, fields, error", [
