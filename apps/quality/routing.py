@@ -20,9 +20,9 @@ asked for are in; never routed before for senior review).
 """
 
 from django.db import transaction
-from django.db.models import Exists, FloatField, IntegerField, OuterRef
+from django.db.models import Count, Exists, F, FloatField, IntegerField, OuterRef, Subquery
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone, translation
 
 from apps.projects.models import Membership, Project
@@ -169,15 +169,77 @@ def low_agreement_tasks_evaluate(project, *, since=None, now=None):
         threshold = project.low_agreement_threshold
         resolved = _alerts_resolve(project, threshold, now)
         if threshold is None:
-            return {"raised": [], "resolved": resolved, "routed": []}
+            return {"raised": [], "resolved": resolved, "routed": [],
+                    "released": _held_release(project) if since is None else []}
         low = _low_snapshots(project, threshold, since=since)
         routed = []
         if project.low_agreement_routing == ROUTING.EXTRA_ANNOTATOR:
             routed = _route_extra_annotator(project, low, now)
         elif project.low_agreement_routing == ROUTING.SENIOR_REVIEW:
             routed = _route_senior_review(project, low, now)
+        released = _held_release(project) if since is None else []  # before the alerts: accepted, not low
         raised = _alerts_raise(project, low, {task.pk: project.low_agreement_routing for task in routed})
-    return {"raised": raised, "resolved": resolved, "routed": routed}
+    return {"raised": raised, "resolved": resolved, "routed": routed, "released": released}
+
+
+# --- holding acceptance until routing has acted -------------------------------------------------------------------
+
+def task_agreement(task):
+    """The mean pairwise score of a task's current annotations (each assignment's latest annotator-written version,
+    as the engine counts them), None below 2: the task snapshot's figure, computed now for one task."""
+    from itertools import combinations
+
+    from .scores import SCORES
+
+    latest = {}
+    for assignment_id, result in (Annotation.objects.filter(task=task, source=Annotation.Source.ANNOTATOR)
+                                  .order_by("assignment_id", "-version").values_list("assignment_id", "result")):
+        latest.setdefault(assignment_id, result)
+    if len(latest) < 2:
+        return None
+    score = SCORES[task.project.task_type]
+    pairs = [score(a or {}, b or {}) for a, b in combinations(latest.values(), 2)]
+    return sum(pairs) / len(pairs)
+
+
+def acceptance_held(task):
+    """Should a task that has all the annotations it needs wait before it is accepted automatically? Yes while its
+    agreement is below the project's threshold and routing can still act on it (one more annotator within
+    max_overlap, or a senior review it never had): the quality worker routes it first, instead of a task being
+    accepted at its last submission before anyone looked at its agreement (as with review mode "none")."""
+    project = task.project
+    if project.low_agreement_threshold is None or task.is_gold:
+        return False
+    if project.low_agreement_routing == ROUTING.EXTRA_ANNOTATOR:
+        if project.overlap + task.extra_annotations >= max_overlap(project):
+            return False
+    elif project.low_agreement_routing != ROUTING.SENIOR_REVIEW or task.routed_at is not None:
+        return False
+    agreement = task_agreement(task)
+    return agreement is not None and agreement < project.low_agreement_threshold
+
+
+def _held_release(project):
+    """Tasks held back from acceptance that routing will not act on any more (the project's settings changed, or
+    the agreement recovered): their status is derived again, which accepts them. Full pass only."""
+    from apps.tasks.models import Assignment
+    from apps.tasks.services import task_status_refresh
+
+    done = (Assignment.objects.filter(task=OuterRef("pk"), status__in=[Assignment.Status.SUBMITTED,
+                                                                       Assignment.Status.APPROVED])
+            .order_by().values("task").annotate(n=Count("id")).values("n"))
+    open_work = Assignment.objects.filter(task=OuterRef("pk"), status__in=[*Assignment.LIVE,
+                                                                           Assignment.Status.REJECTED])
+    waiting = Annotation.objects.filter(task=OuterRef("pk"), is_current=True, needs_review=True)
+    held = (Task.objects.select_for_update(of=("self",)).select_related("project", "batch")
+            .filter(project=project, status=Task.Status.IN_PROGRESS, is_gold=False)
+            .alias(done=Coalesce(Subquery(done), 0)).filter(done__gte=F("extra_annotations") + project.overlap)
+            .exclude(Exists(open_work)).exclude(Exists(waiting)).order_by("pk"))
+    released = []
+    for task in held:
+        if task_status_refresh(task=task, actor=None) == Task.Status.ACCEPTED:
+            released.append(task)
+    return released
 
 
 # --- annotators flagged low_gold ------------------------------------------------------------------------------------

@@ -126,6 +126,12 @@ def task_status_derive(task, assignments, pending_review_ids):
     return TS.OPEN
 
 
+def _low_agreement_holds(task):
+    from apps.quality.routing import acceptance_held
+
+    return acceptance_held(task)
+
+
 @records_actor
 def task_status_refresh(*, task, actor=None):
     """Bring a (locked) task's status in line with its assignments; accept it when everything required is in."""
@@ -135,6 +141,8 @@ def task_status_refresh(*, task, actor=None):
     ))))
     pending = {assignment.pk for assignment in assignments if assignment.pending_review}
     status = task_status_derive(task, assignments, pending)
+    if status == TS.ACCEPTED and task.status != TS.ACCEPTED and _low_agreement_holds(task):
+        status = TS.IN_PROGRESS  # the quality worker routes it first (apps/quality/routing.py)
     if status == TS.ACCEPTED and task.status != TS.ACCEPTED:
         _task_accept_locked(task, actor=actor, automatic=True)
     elif status != task.status:

@@ -255,3 +255,64 @@ def test_two_workers_at_once_route_the_task_once():
     assert world.task.extra_annotations == 1
     assert len(world.routed_events()) == 1
     assert Alert.objects.filter(task=world.task).count() == 1
+
+
+class NoReview(Disagreement):
+    """The same split, in a project that reviews nothing: without routing its task would be accepted at once."""
+
+    def __init__(self, **options):
+        self.project = factories.project(slug="no-review", overlap=2, review_mode="none", **options)
+        self.manager = factories.member(self.project, Membership.Role.MANAGER, "lead")
+        self.people = [factories.member(self.project, Membership.Role.ANNOTATOR, f"n{i}") for i in range(3)]
+        self.batch = factories.batch(self.project)
+        self.task = factories.tasks(self.batch, 1)[0]
+        self.annotations = [self.submit(person, label) for person, label in zip(self.people, ["cat", "dog"])]
+        self.task.refresh_from_db()
+
+
+def test_without_review_a_low_task_waits_for_routing_instead_of_being_accepted_at_once():
+    world = NoReview(low_agreement_threshold=0.3, low_agreement_routing=Project.Routing.EXTRA_ANNOTATOR)
+    assert world.task.status == Task.Status.IN_PROGRESS and world.task.accepted_at is None
+    world.full_pass()
+    assert (world.task.extra_annotations, world.task.status) == (1, Task.Status.IN_PROGRESS)
+    # the third annotator settles it (cat, dog, cat: 1/3 ≥ 0.3); max_overlap reached, the task is accepted
+    world.submit(world.people[2], "cat")
+    world.task.refresh_from_db()
+    assert world.task.status == Task.Status.ACCEPTED and world.task.final_result == {"label": "cat"}
+    world.full_pass()
+    assert Alert.objects.get(project=world.project).state == "resolved"
+
+
+def test_without_review_agreeing_or_unrouted_tasks_are_accepted_at_their_last_submission():
+    agreeing = NoReview(low_agreement_threshold=0.5, low_agreement_routing=Project.Routing.EXTRA_ANNOTATOR)
+    other = factories.tasks(agreeing.batch, 1)[0]
+    for person in agreeing.people[:2]:
+        agreeing.submit(person, "dog", task=other)
+    other.refresh_from_db()
+    assert other.status == Task.Status.ACCEPTED
+    Project.objects.filter(pk=agreeing.project.pk).update(slug="no-review-1")
+    off = NoReview(low_agreement_threshold=0.5, low_agreement_routing=Project.Routing.OFF)
+    assert off.task.status == Task.Status.ACCEPTED
+
+
+def test_without_review_senior_review_sends_the_held_task_to_review():
+    world = NoReview(low_agreement_threshold=0.5, low_agreement_routing=Project.Routing.SENIOR_REVIEW)
+    assert world.task.status == Task.Status.IN_PROGRESS
+    world.full_pass()
+    assert world.task.status == Task.Status.IN_REVIEW and world.task.routed_at is not None
+    senior = factories.member(world.project, Membership.Role.REVIEWER, "senior")
+    AnnotatorProfile.objects.create(user=senior, seniority=AnnotatorProfile.Seniority.LEAD)
+    for annotation in world.annotations:
+        services.review_approve(annotation=annotation, reviewer=senior)
+    world.task.refresh_from_db()
+    assert world.task.status == Task.Status.ACCEPTED
+
+
+def test_a_held_task_is_accepted_by_the_full_pass_once_routing_no_longer_applies():
+    world = NoReview(low_agreement_threshold=0.5, low_agreement_routing=Project.Routing.EXTRA_ANNOTATOR)
+    assert world.task.status == Task.Status.IN_PROGRESS
+    Project.objects.filter(pk=world.project.pk).update(low_agreement_routing=Project.Routing.OFF)
+    world.full_pass()
+    assert world.task.status == Task.Status.ACCEPTED
+    assert world.task.extra_annotations == 0 and world.routed_events() == []
+    assert not Alert.objects.filter(project=world.project, state__in=["open", "acknowledged"]).exists()
