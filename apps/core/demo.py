@@ -763,6 +763,7 @@ def demo_seed(*, small=False, now=None, log=None):
         random.setstate(state)
     for project_id in sorted(refresh_wanted):
         progress_recompute.delay(project_id)
+    demo_teams()
     return DemoResult(created=True, seconds=(datetime.now(UTC) - started).total_seconds(), counts=builder.counts(),
                       first_day=builder.days[0], last_day=builder.days[-1], images_written=images_written,
                       kept_users=builder.kept_users)
@@ -1337,3 +1338,19 @@ class _DemoBuilder:
             "events": TaskEvent.objects.count(),
             "event_days": len({at.date() for at in TaskEvent.objects.values_list("at", flat=True)}),
         }
+
+
+# --- teams: the team view compares them ------------------------------------------------------------------------------
+
+# The shifts by the annotators' working hours in UTC: the first three start before 09:00 UTC, the others later.
+DEMO_TEAMS = {"Morning shift": ("priya", "noam", "lucia"), "Evening shift": ("youssef", "jan", "mateo")}
+
+
+def demo_teams():
+    """The demo's two shifts (annotators/Team); made once: teams that exist already are left as they are."""
+    from apps.annotators.models import Team
+
+    for name, usernames in DEMO_TEAMS.items():
+        team, created = Team.objects.get_or_create(name=name, defaults={"description": "Demo shift"})
+        if created:
+            team.members.set(get_user_model().objects.filter(username__in=usernames))

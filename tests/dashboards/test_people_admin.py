@@ -85,3 +85,20 @@ def test_a_manager_adds_a_team_of_their_people(client, shifts):
 
     assert response.status_code == 302
     assert list(Team.objects.get(name="Evening shift").members.all()) == [shifts.mine]
+
+
+def test_the_demo_has_two_shifts_made_once():
+    from apps.core.demo import DEMO_TEAMS, demo_teams
+
+    for usernames in DEMO_TEAMS.values():
+        for username in usernames:
+            factories.UserFactory(username=username)
+
+    demo_teams()
+    Team.objects.get(name="Morning shift").members.clear()  # a team lead changed it since
+    demo_teams()
+
+    assert sorted(Team.objects.values_list("name", flat=True)) == ["Evening shift", "Morning shift"]
+    assert sorted(Team.objects.get(name="Evening shift").members.values_list("username", flat=True)) == [
+        "jan", "mateo", "youssef"]
+    assert Team.objects.get(name="Morning shift").members.count() == 0
