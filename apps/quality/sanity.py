@@ -240,9 +240,9 @@ def sanity_rules_conflicts(rules):
     for label, low in sorted(lows.items()):
         high = highs.get(label)
         if high is not None and low > high:
-            messages.append(_("“At least %(low)d” is more than “at most %(high)d”%(of)s: no result could pass.")
-                            % {"low": low, "high": high, "of": _(" of “%(label)s”") % {"label": label} if label
-                               else ""})
+            template = (_("“At least %(low)d” is more than “at most %(high)d” of “%(label)s”: no result could pass.")
+                        if label else _("“At least %(low)d” is more than “at most %(high)d”: no result could pass."))
+            messages.append(template % {"low": low, "high": high, "label": label})
     return messages
 
 
