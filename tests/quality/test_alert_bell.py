@@ -60,6 +60,23 @@ def test_the_bell_counts_live_unread_alerts_of_the_managed_projects_only(desk, a
     assert bell_of(desk.annotator) == {"manages": False, "unread": 0}
 
 
+def test_the_bell_agrees_with_the_alerts_the_user_may_see_group_permissions_included(desk, admin_user):
+    from django.contrib.auth.models import Group
+    from guardian.shortcuts import assign_perm
+
+    from apps.quality import selectors
+
+    leads = Group.objects.create(name="leads")
+    assign_perm("projects.manage_project", leads, desk.b)  # granted in the admin's object permissions
+    desk.reviewer.groups.add(leads)
+    AlertRead.objects.create(alert=desk.b_open[0], user=desk.reviewer)
+    for user in (desk.boss, desk.bob, desk.reviewer, desk.annotator, admin_user):
+        seen = selectors.alert_list(user=user).filter(state__in=["open", "acknowledged"]).exclude(
+            reads__user=user).count()
+        assert bell_of(user)["unread"] == seen
+    assert bell_of(desk.reviewer) == {"manages": True, "unread": 2}
+
+
 def test_a_manager_of_nothing_with_alerts_nowhere_still_gets_a_bell_with_zero(desk):
     quiet = factories.project(slug="quiet")
     lead = factories.member(quiet, Membership.Role.MANAGER, "lead")
