@@ -12,6 +12,7 @@ The data is deterministic for a given day: one seeded random generator drives ev
 
 import heapq
 import itertools
+from contextlib import ExitStack, contextmanager
 import math
 import random
 import re
@@ -31,7 +32,7 @@ from apps.annotators.models import AnnotatorProfile
 from apps.core.audit import acting_as
 from apps.projects import services as project_services
 from apps.projects.models import Batch, Project
-from apps.quality.services import progress_snapshot_write
+from apps.quality.services import progress_snapshot_write, quality_recompute_full
 from apps.quality.tasks import progress_recompute
 from apps.tasks import services as task_services
 from apps.tasks.imports import tasks_import
@@ -206,6 +207,14 @@ BATCHES = {
     NEWS: [("Wire stories A", 10, (60, 14), True), ("Wire stories B", 5, (50, 8), True)],
     STREET: [("Pilot — 12 frames", 20, (12, 4), True), ("Downtown", 10, (80, 16), True)],
 }
+# The earlier weeks (before the replayed days): per project a batch finished then, its work written in bulk.
+# weeks, then tasks per project, (full, small)
+ARCHIVE_WEEKS = (4, 2)
+ARCHIVE_TASKS = {SENTIMENT: (150, 16), NEWS: (90, 10), STREET: (45, 6)}
+ARCHIVE_BATCH = {SENTIMENT: "Pilot — earlier weeks", NEWS: "Wire stories — earlier weeks",
+                 STREET: "Suburbs — earlier weeks"}
+ARCHIVE_STREET_FIRST = 500  # frame numbers of the earlier weeks' street scenes
+
 # A product review takes a fraction of the time of a sentence or a frame: it uses less of the day.
 TASK_COST = {SENTIMENT: 0.4, NEWS: 1.0, STREET: 1.0
 }
@@ -699,6 +708,64 @@ def _labels_boxes(truth, kind, rng, jitter):
 # --- the simulation -------------------------------------------------------------------------------------------------
 
 
+# --- the earlier weeks --------------------------------------------------------------------------------------------
+
+
+def _archive_days(first_replayed, weeks):
+    """The working days (Monday–Friday) of the `weeks` weeks before the first replayed day."""
+    start = first_replayed - timedelta(weeks=weeks)
+    days = (start + timedelta(days=i) for i in range((first_replayed - start).days))
+    return [day for day in days if day.weekday() < 5]
+
+
+def archive_street_indexes(size):
+    return range(ARCHIVE_STREET_FIRST, ARCHIVE_STREET_FIRST + ARCHIVE_TASKS[STREET][size])
+
+
+def _archive_rows(slug, size, rng):
+    """(row, truth) of the earlier weeks' batch of a project, made like the project's own content."""
+    batch, out = ARCHIVE_BATCH[slug], []
+    if slug == SENTIMENT:
+        products = [product for names in PRODUCTS.values() for product in names]
+        for i in range(ARCHIVE_TASKS[slug][size]):
+            label = rng.choices([lab for lab, _ in LABEL_SHARES], [w for _, w in LABEL_SHARES])[0]
+            truth = {"label": label}
+            row = {"external_id": f"review-earlier-{i + 1:03d}", "batch": batch,
+                   "data": {"text": rng.choice(REVIEW_TEMPLATES[label]).format(p=rng.choice(products))}}
+            if i % 10 == 3:
+                row.update(is_gold=True, gold_answer=truth)
+            out.append((row, truth))
+    elif slug == NEWS:
+        for i in range(ARCHIVE_TASKS[slug][size]):
+            language = NEWS_LANGUAGE_CYCLE.get(i % 20, "en")
+            text, spans = sentence_fill(rng.choice(NEWS_TEMPLATES[language]), NEWS_VALUES[language], rng)
+            truth = {"spans": spans}
+            row = {"external_id": f"news-earlier-{i + 1:03d}", "batch": batch,
+                   "data": {"text": text, "language": language}}
+            if language == "en" and i % 9 == 5:
+                row.update(is_gold=True, gold_answer=truth)
+            out.append((row, truth))
+    else:
+        for index in archive_street_indexes(size):
+            scene = street_scene(index)
+            truth = street_truth(scene)
+            row = {"external_id": scene["name"], "batch": batch,
+                   "data": {"image": street_image_url(scene["name"]), "width": IMAGE_WIDTH, "height": IMAGE_HEIGHT}}
+            if index % 8 == 0:
+                row.update(is_gold=True, gold_answer=truth)
+            out.append((row, truth))
+    return out
+
+
+@contextmanager
+def _times_as_set(*fields):
+    """bulk_create keeps the times set on the rows: auto_now_add would stamp every row with the clock's now."""
+    with ExitStack() as stack:
+        for model, name in fields:
+            stack.enter_context(mock.patch.object(model._meta.get_field(name), "auto_now_add", False))
+        yield
+
+
 class SimulatedClock:
     """Stands in for `django.utils.timezone.now` while the history is replayed."""
 
@@ -747,7 +814,7 @@ def demo_seed(*, small=False, now=None, log=None):
         return DemoResult(created=False, images_written=demo_images_restore())
     started = datetime.now(UTC)
     size = 1 if small else 0
-    images_written = street_images_write(street_indexes(size))
+    images_written = street_images_write([*street_indexes(size), *archive_street_indexes(size)])
     builder = _DemoBuilder(size=size, now=now or timezone.now(), log=log or (lambda message: None))
     state = random.getstate()
     random.seed(SEED)  # task random keys and review sampling use the global generator
@@ -776,7 +843,8 @@ class _DemoBuilder:
         self.size, self.real_now, self.log = size, now, log
         self.rng = random.Random(SEED)
         self.days = self._history_days(now.date(), SMALL_HISTORY_DAYS if size else HISTORY_DAYS)
-        setup_day = self.days[0] - timedelta(days=1)
+        self.archive_days = _archive_days(self.days[0], ARCHIVE_WEEKS[size])
+        setup_day = self.archive_days[0] - timedelta(days=1)
         self.clock = SimulatedClock(datetime.combine(setup_day, time(14, 0), tzinfo=UTC))
         self.horizon = now - timedelta(minutes=75)  # the history stops here; the "live" minutes follow
         self._queue, self._sequence = [], itertools.count()
@@ -843,6 +911,7 @@ class _DemoBuilder:
         admin = self._users()
         with acting_as(admin):
             self._projects(admin)
+            self._archive_weeks()
             self._schedule_days()
             self._live_minutes()
             self.log(f"Replaying {len(self.days)} working days ({self.days[0]:%a %d %b} – {self.days[-1]:%a %d %b}) …")
@@ -918,12 +987,182 @@ class _DemoBuilder:
                     project_services.batch_activate(batch=self.batches[name], actor=manager)
                     self.advance(45)
 
+    # -- the earlier weeks ---------------------------------------------------------------------------------------
+
+    def _archive_weeks(self):
+        """The weeks before the replayed days, so that the dashboards have weeks to show (burndown, heatmap,
+        quality over time): per project a batch released at setup, worked through on those working days and
+        completed. Its work is written in bulk — assignments, annotation versions, reviews with error types,
+        and their events, at the times they happened in each person's working hours — as if taken over from the
+        tool the team used before (so without per-row history); at the end of each day the workers' progress
+        snapshot (and on Mondays, Wednesdays and Fridays their full quality pass) is written as it would have been."""
+        from apps.quality.models import ErrorType
+
+        admin, manager = self.users["admin"], self.users["daniel"]
+        plan = {}
+        for slug in DEMO_SLUGS:
+            project = self.projects[slug]
+            rows = _archive_rows(slug, self.size, self.rng)
+            batch = project_services.batch_create(project=project, name=ARCHIVE_BATCH[slug], actor=admin, priority=1)
+            self.batches[batch.name] = batch
+            tasks_import(project=project, actor=admin, source=[row for row, _truth in rows], fmt="json",
+                         filename=f"{slug}-earlier-weeks.json")
+            project_services.batch_activate(batch=batch, actor=manager)
+            truths = {row["external_id"]: truth for row, truth in rows}
+            tasks = list(Task.objects.filter(batch=batch).order_by("pk"))
+            for i, task in enumerate(tasks):
+                day = self.archive_days[i * len(self.archive_days) // len(tasks)]
+                plan.setdefault(day, []).append((slug, task, truths[task.external_id]))
+        self.error_types = {(e.project_id, e.code): e for e in ErrorType.objects.filter(
+            project__in=self.projects.values())}
+        self.accepting = []  # (accepted at, task) not yet applied: a review can fall on a later day
+        for day in self.archive_days:
+            self._archive_day(day, plan.get(day, []))
+        self.clock.now = datetime.combine(self.archive_days[-1] + timedelta(days=1), time(8, 0), tzinfo=UTC)
+        self._archive_accept(self.clock.now + timedelta(days=2))
+        for slug in DEMO_SLUGS:
+            batch = self.batches[ARCHIVE_BATCH[slug]]
+            project_services.batch_transition(batch=batch, actor=manager, to="in_review")
+            project_services.batch_transition(batch=batch, actor=manager, to="completed",
+                                              reason="Earlier weeks: accepted by the client at the weekly review.")
+            self.advance(60)
+
+    def _archive_result(self, slug, task, truth, seniority):
+        """What an annotator of this seniority submits, and the error types a reviewer would find in it."""
+        project = self.projects[slug]
+        if project.task_type == "classification":
+            return _labels_sentiment(truth, {}, seniority, self.rng)
+        if self.rng.random() >= ERROR_RATE[seniority] * 0.5:
+            if project.task_type == "text_spans":
+                return {"spans": [dict(s) for s in truth["spans"]]}, []
+            return _labels_boxes(truth, None, self.rng, 3), []
+        kind = self.rng.choice(["missed_object", "wrong_label", "boundary"])
+        if project.task_type == "text_spans":
+            return _labels_spans(task.data["text"], truth, kind, self.rng), [kind]
+        return _labels_boxes(truth, kind, self.rng, 3), [kind]
+
+    def _archive_day(self, day, items):
+        """One working day of the earlier weeks, written in bulk; then that evening's snapshots."""
+        from apps.quality.models import Review
+
+        created = {"assignments": [], "annotations": [], "reviews": [], "events": [], "errors": []}
+        work = []  # per assignment: (assignment, [(annotation, review or None, review error codes)])
+        for slug, task, truth in items:
+            project = self.projects[slug]
+            guideline = project.current_guideline
+            accepted_at = None
+            final = None
+            for username in self.rng.sample(MEMBERS[slug]["annotator"], project.overlap):
+                user, profile = self.users[username], self.profiles[username]
+                start = self._local(day, profile.working_hours_start, profile.timezone)
+                end = self._local(day, profile.working_hours_end, profile.timezone)
+                submitted = start + (end - start) * self.rng.uniform(0.05, 0.97)
+                lead = self._lead_time(username, project, truth)
+                assignment = Assignment(task=task, annotator=user, status=AS.APPROVED,
+                                        assigned_at=submitted - timedelta(seconds=lead + 20),
+                                        started_at=submitted - timedelta(seconds=lead), submitted_at=submitted)
+                versions = []
+                result, errors = self._archive_result(slug, task, truth, profile.seniority)
+                reviewed = project.review_mode == "all" or self.rng.random() < project.review_sample_rate
+                at = submitted
+                for version in (1, 2):
+                    annotation = Annotation(task=task, assignment=assignment, annotator=user, author=user,
+                                            version=version, result=result, lead_time_seconds=lead,
+                                            guideline=guideline, guideline_version=guideline.version,
+                                            status=AN.APPROVED, needs_review=reviewed, is_current=True,
+                                            submitted_at=at)
+                    review = None
+                    if reviewed:
+                        reviewer = self.users[self.rng.choice(MEMBERS[slug]["reviewer"])]
+                        decided = at + timedelta(hours=self.rng.lognormvariate(0.6, 0.8))
+                        review = Review(annotation=annotation, reviewer=reviewer, started_at=decided - timedelta(
+                            seconds=REVIEW_SECONDS[project.task_type]), decided_at=decided,
+                            decision="reject" if errors else "approve")
+                        at = decided
+                    versions.append((annotation, review, errors))
+                    if not (reviewed and errors):
+                        break
+                    # rejected: superseded by the annotator's corrected version a few working hours later
+                    annotation.status, annotation.is_current = AN.SUPERSEDED, False
+                    assignment.rework_count = 1
+                    at = at + timedelta(hours=self.rng.uniform(0.5, 3))
+                    lead = self._lead_time(username, project, truth, factor=0.6)
+                    result, errors = ({"label": truth["label"]} if "label" in truth else dict(truth)), []
+                assignment.submitted_at = versions[-1][0].submitted_at
+                final = versions[-1][0].result
+                accepted_at = max(accepted_at or at, at)
+                work.append((assignment, versions))
+            self.accepting.append((accepted_at + timedelta(seconds=1), task, final))
+        self.clock.now = datetime.combine(day, time(21, 0), tzinfo=UTC)
+        with _times_as_set((Assignment, "assigned_at"), (Annotation, "submitted_at"), (Review, "started_at"),
+                           (TaskEvent, "at")):
+            Assignment.objects.bulk_create([assignment for assignment, _versions in work])
+            for assignment, versions in work:
+                for annotation, _review, _errors in versions:
+                    annotation.assignment = assignment
+            Annotation.objects.bulk_create([a for _assignment, versions in work for a, _r, _e in versions])
+            reviews = []
+            for _assignment, versions in work:
+                for annotation, review, _errors in versions:
+                    if review is not None:
+                        review.annotation = annotation
+                        reviews.append(review)
+            Review.objects.bulk_create(reviews)
+            links = [Review.error_types.through(review_id=review.pk,
+                                                errortype_id=self.error_types[(review.annotation.task.project_id,
+                                                                               code)].pk)
+                     for _assignment, versions in work for _a, review, codes in versions
+                     if review is not None and review.decision == "reject" for code in codes]
+            Review.error_types.through.objects.bulk_create(links)
+            TaskEvent.objects.bulk_create(self._archive_events(work))
+        self._archive_accept(self.clock.now)
+        for project in self.projects.values():
+            progress_snapshot_write(project_id=project.pk, now=self.clock.now)
+            if day.weekday() in (0, 2, 4):  # the full quality pass three evenings a week keeps the seed quick
+                quality_recompute_full(project_id=project.pk)
+
+    def _archive_events(self, work):
+        ET = TaskEvent.Type
+        events = []
+        for assignment, versions in work:
+            task = assignment.task
+
+            def event(type, at, actor, **payload):
+                events.append(TaskEvent(project_id=task.project_id, batch_id=task.batch_id, task=task,
+                                        assignment=assignment, type=type, actor=actor, at=at, payload=payload))
+
+            event(ET.ASSIGNED, assignment.assigned_at, assignment.annotator)
+            event(ET.STARTED, assignment.started_at, assignment.annotator)
+            for annotation, review, codes in versions:
+                event(ET.SUBMITTED if annotation.version == 1 else ET.RESUBMITTED, annotation.submitted_at,
+                      assignment.annotator, annotation=annotation.pk, version=annotation.version)
+                if review is not None:
+                    event(ET.REVIEW_STARTED, review.started_at, review.reviewer, annotation=annotation.pk)
+                    event(ET.APPROVED if review.decision == "approve" else ET.REJECTED, review.decided_at,
+                          review.reviewer, annotation=annotation.pk, error_types=codes)
+        return events
+
+    def _archive_accept(self, until):
+        """Tasks whose last review (or submission) is before `until` become accepted, with their event."""
+        due = [(at, task, final) for at, task, final in self.accepting if at <= until]
+        self.accepting = [item for item in self.accepting if item[0] > until]
+        for at, task, final in due:
+            task.status, task.accepted_at, task.final_result = TS.ACCEPTED, at, final
+        Task.objects.bulk_update([task for _at, task, _final in due], ["status", "accepted_at", "final_result"])
+        with _times_as_set((TaskEvent, "at")):
+            TaskEvent.objects.bulk_create([TaskEvent(project_id=task.project_id, batch_id=task.batch_id, task=task,
+                                                     type=TaskEvent.Type.ACCEPTED, at=at)
+                                           for at, task, _final in due])
+
     # -- the days ------------------------------------------------------------------------------------------------
 
     def _schedule_days(self):
         manager_tz = MANAGER_TIMEZONE
         first = self.clock.now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        hour = first
+        # the earlier weeks write their own daily snapshots (_archive_weeks): the hourly ones start with the replay
+        hour = max(first, datetime.combine(self.days[0] - timedelta(days=1), time(0, 0), tzinfo=UTC))
+        for day in self.days:
+            self.at(datetime.combine(day, time(21, 0), tzinfo=UTC), self._quality_snapshots)
         every = 6 if self.size else 2  # hours between progress snapshots while people work; six at night
         while hour < self.real_now:
             if (hour.weekday() < 5 and 4 <= hour.hour <= 22 and hour.hour % every == 0) or hour.hour % 6 == 0:
@@ -953,6 +1192,10 @@ class _DemoBuilder:
     def _progress_snapshots(self):
         for project in self.projects.values():
             progress_snapshot_write(project_id=project.pk, now=self.clock.now)
+
+    def _quality_snapshots(self):
+        for project in self.projects.values():
+            quality_recompute_full(project_id=project.pk)
 
     def _expire_leases(self):
         task_services.assignments_expire_due(now=self.clock.now)
