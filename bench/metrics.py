@@ -98,12 +98,12 @@ def make_data(n_tasks):
                 SELECT g, floor(random() * 5)::int AS truth FROM generate_series(1, %(n)s) AS g""", ids)
             cursor.execute("""
                 INSERT INTO tasks_task (created_at, updated_at, external_id, data, status, priority, is_gold,
-                                        gold_answer, random_key, batch_id, project_id)
+                                        gold_answer, random_key, batch_id, project_id, extra_annotations)
                 SELECT now(), now(), 'q-' || g, jsonb_build_object('text', 'Item ' || g), 'in_review', 0,
                        g %% 20 = 0,
                        CASE WHEN g %% 20 = 0
                             THEN jsonb_build_object('label', (%(labels)s::text[])[1 + truth]) END,
-                       random(), (%(batches)s::int[])[1 + g %% 10], %(project)s
+                       random(), (%(batches)s::int[])[1 + g %% 10], %(project)s, 0
                 FROM bench_truth""", ids)
             cursor.execute("""
                 CREATE TEMP TABLE bench_task ON COMMIT DROP AS
@@ -178,6 +178,24 @@ def percentile(values, q):
 def timing(values):
     return {"n": len(values), "p50_ms": round(1000 * statistics.median(values), 2),
             "p99_ms": round(1000 * percentile(values, 99), 2), "max_ms": round(1000 * max(values), 2)}
+
+
+class StatementTimer:
+    """An execute wrapper (connection.execute_wrapper) that counts the statements and adds up their wall time."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.count, self.seconds = 0, 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.count += 1
 
 
 def resubmit(task_id, rng):
@@ -262,15 +280,22 @@ def main():
 
         rng = random.Random(7)
         task_ids = list(Task.objects.filter(project=project).values_list("pk", flat=True))
-        update, scan, judge, update_cpu = [], [], [], []
+        update, scan, judge, update_cpu, python_cpu, db_wall, statements = [], [], [], [], [], [], []
+        timer = StatementTimer()
         for i in range(args.events):
             task_id = rng.choice(task_ids)
             resubmit(task_id, rng)
             cpu_before, db_before = cpu_seconds(), cpu_seconds(backend_pid)
-            started = time.perf_counter()
-            engine.task_quality_update(task_id)
-            update.append(time.perf_counter() - started)
+            process_before = time.process_time()
+            timer.reset()
+            with connection.execute_wrapper(timer):
+                started = time.perf_counter()
+                engine.task_quality_update(task_id)
+                update.append(time.perf_counter() - started)
+            python_cpu.append(time.process_time() - process_before)
             update_cpu.append(cpu_seconds() - cpu_before + (cpu_seconds(backend_pid) - db_before))
+            db_wall.append(timer.seconds)
+            statements.append(timer.count)
             if i % 3 == 0:  # the scan path the chained worker takes, for every third event
                 resubmit(rng.choice(task_ids), rng)
                 started = time.perf_counter()
@@ -282,18 +307,36 @@ def main():
         result["incremental_task_update"] = timing(update)
         # CPU seconds of this process and its PostgreSQL backend per update (clock ticks of 10 ms: a mean only)
         result["incremental_task_update_cpu_ms_mean"] = round(1000 * statistics.mean(update_cpu), 2)
+        # the worker's own CPU per update (time.process_time), and the time spent waiting for PostgreSQL's answers
+        # (wall time of the statements, measured around each execute: the database's share, load included)
+        result["incremental_python_cpu"] = timing(python_cpu)
+        result["incremental_db_wall"] = timing(db_wall)
+        result["incremental_statements"] = {"min": min(statements), "max": max(statements),
+                                            "mean": round(statistics.mean(statements), 1)}
         result["incremental_events_apply"] = timing(scan)
         result["gates_evaluate"] = timing(judge)
         state = engine._state_row(project).values
         full = engine.project_quality_compute(project)
-        result["incremental_equals_full"] = (state["project"] == full["state"]["project"]
-                                             and state["batches"] == full["state"]["batches"])
         quality = engine.snapshot_latest(project, engine.QUALITY).values
+        agreement = engine.snapshot_latest(project, engine.AGREEMENT).values
+        annotators = engine.snapshot_latest(project, engine.ANNOTATORS).values
+        figures = ("agreement", "fleiss_kappa", "gold_accuracy", "acceptance_rate", "rework_rate", "sanity_pass_rate",
+                   "samples", "figures", "error_types", "error_types_by_label", "submitted", "tasks_annotated")
+        result["incremental_equals_full"] = {
+            "agreement_sums": state["project"] == full["state"]["project"] and state["batches"] == full["state"][
+                "batches"],
+            "quality_figures": all(quality[name] == full["quality"][name] for name in figures),
+            "annotators": annotators["annotators"] == full["annotators"]["annotators"],
+            "reviewers": annotators["reviewers"] == full["annotators"]["reviewers"],
+            "pairwise": agreement["pairwise"] == full["agreement"]["pairwise"],
+        }
         result["figures"] = {"agreement": quality["agreement"], "fleiss_kappa": quality["fleiss_kappa"],
                              "gold_accuracy": quality["gold_accuracy"], "acceptance_rate": quality["acceptance_rate"],
                              "rework_rate": quality["rework_rate"],
-                             "flagged": {row["username"]: row["flags"] for row in
-                                         engine.snapshot_latest(project, engine.ANNOTATORS).values["annotators"]
+                             "dawid_skene": {key: agreement["consensus"][key] for key in
+                                             ("mean_confidence", "low_confidence", "differs_from_majority",
+                                              "iterations", "converged")} if agreement.get("consensus") else None,
+                             "flagged": {row["username"]: row["flags"] for row in annotators["annotators"]
                                          if row["flags"]}}
     result["numpy"] = np.__version__
     print(json.dumps(result))

@@ -40,7 +40,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import Case, F, FloatField, Func, IntegerField, JSONField, Q, Subquery, Value, When
+from django.db.models import Case, F, FloatField, Func, IntegerField, JSONField, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
@@ -68,7 +68,7 @@ DISTRIBUTION_MIN_TEAM = 3
 DISTRIBUTION_FIGURES = ("submitted", "median_lead_time_seconds", "acceptance_rate", "rework_rate", "gold_accuracy",
                         "agreement", "difficulty_adjusted_speed")
 # Each median keeps this many values either side of it (window_of): enough for the events between full passes.
-WINDOW_HALF = 48
+WINDOW_HALF = 32
 DAWID_SKENE_MAX_ITER = 50
 DAWID_SKENE_TOL = 1e-4
 DAWID_SKENE_LOW_CONFIDENCE = 0.5
@@ -106,6 +106,13 @@ def _label_code(path, labels):
         return Value(-1, output_field=IntegerField())
     return Case(*[When(**{path: value}, then=Value(i)) for i, value in enumerate(labels)],
                 default=Value(-1), output_field=IntegerField())
+
+
+def _code_of(result, labels):
+    """What _label_code finds in the database, from a result read: the index of its label among `labels`, -1 when
+    it is not one of them (or not a string)."""
+    label = result.get("label") if isinstance(result, dict) else None
+    return labels.index(label) if isinstance(label, str) and label in labels else -1
 
 
 def _number(value):
@@ -151,23 +158,27 @@ ROW_DTYPE = np.dtype([("id", "i8"), ("assignment", "i8"), ("task", "i8"), ("anno
                       ("lead", "f8"), ("batch", "i8"), ("code", "i8")])
 
 
-def _annotation_rows(project, labels, *, task_ids=None, max_id=None):
+def _annotation_rows(project, labels, *, task_ids=None, max_id=None, with_gold=False):
     """Every annotator-written version: a structured array (ROW_DTYPE), plus the results (other task types) and the
     text lengths (text spans, for the sanity rules), in the order of the rows.
 
     Classification reads the label as its code (-1: not a label of the schema, so the sanity rules refuse it);
     the other types need the whole result to score it. A missing lead time reads as -1. `task_ids` (a list or a
-    queryset of ids) limits the read to those tasks.
+    queryset of ids) limits the read to those tasks; `with_gold` (with task_ids) adds a fourth item, {task id:
+    gold answer} of the gold tasks among them.
     """
     rows = Annotation.objects.filter(source=Annotation.Source.ANNOTATOR)
     rows = rows.filter(task_id__in=task_ids) if task_ids is not None else rows.filter(task__project_id=project.pk)
     if max_id is not None:
         rows = rows.filter(id__lte=max_id)
     classification = project.task_type == TaskType.CLASSIFICATION
+    # A few tasks' labels are coded here from their results (cheaper than building the CASE of every label).
+    code_in_database = classification and not with_gold
     rows = rows.annotate(lead=Coalesce("lead_time_seconds", Value(-1.0)),
-                         code=_label_code("result__label", labels) if classification else Value(-1))
+                         code=_label_code("result__label", labels) if code_in_database else Value(-1))
     fields = ["id", "assignment_id", "task_id", "annotator_id", "version", "lead", "task__batch_id", "code"]
-    if classification:
+    gold_fields = ["task__is_gold", "task__gold_answer"] if with_gold else []
+    if classification and not with_gold:
         values = rows.values_list(*fields).order_by()
         # A few tasks' rows come in one fetch; a project's are streamed (a server-side cursor on PostgreSQL).
         source = iter(list(values)) if task_ids is not None else values.iterator(chunk_size=STREAM_CHUNK)
@@ -175,15 +186,20 @@ def _annotation_rows(project, labels, *, task_ids=None, max_id=None):
     spans = project.task_type == TaskType.TEXT_SPANS
     if spans:
         rows = rows.annotate(text_length=Length(KeyTextTransform("text", "task__data")))
-    tuples, results, lengths = [], [], []
-    values = rows.values_list(*fields, "result", *(["text_length"] if spans else [])).order_by()
+    tuples, results, lengths, gold = [], [], [], {}
+    extra = ["result"] + (["text_length"] if spans else []) + gold_fields
+    values = rows.values_list(*fields, *extra).order_by()
     for row in (list(values) if task_ids is not None else values.iterator(chunk_size=STREAM_CHUNK)):
-        tuples.append(row[:8])
-        results.append(row[8])
+        tuples.append((*row[:7], _code_of(row[8], labels)) if classification else row[:8])
+        if not classification:
+            results.append(row[8])
         if spans:
             lengths.append(row[9])
+        if with_gold and row[-2]:
+            gold[row[2]] = row[-1]
     array = np.array(tuples, dtype=ROW_DTYPE) if tuples else np.zeros(0, dtype=ROW_DTYPE)
-    return array, results, (lengths if spans else None)
+    read = (array, None if classification else results, lengths if spans else None)
+    return (*read, gold) if with_gold else read
 
 
 def _current(rows):
@@ -246,6 +262,34 @@ def _error_type_rows(project, *, task_ids=None):
     return [(*row[:5], row[5].timestamp() if row[5] else None) for row in rows.values_list(
         "review__annotation__annotator_id", "errortype__code", "review__annotation__task__batch_id",
         "review__annotation__result", "review__annotation__task_id", "review__decided_at").order_by()]
+
+
+def _tasks_read(project, labels, task_ids):
+    """What a few tasks' values need, in two queries: (rows, results, lengths, reviews, error-type rows, gold) as
+    _annotation_rows, _reviews, _error_type_rows and _gold_answers give them (the gold answers come with the rows,
+    the error types with the reviews)."""
+    rows, results, lengths, gold_of = _annotation_rows(project, labels, task_ids=task_ids, with_gold=True)
+    gold_tasks = np.array(sorted(gold_of), dtype=np.int64)
+    if project.task_type == TaskType.CLASSIFICATION:
+        # as _label_code: the index of the JSON string in the labels, -1 otherwise
+        gold = (gold_tasks, np.array([_code_of(gold_of[t], labels) for t in gold_tasks.tolist()], dtype=np.int64))
+    else:
+        gold = (gold_tasks, [gold_of[t] for t in gold_tasks.tolist()])
+    decision = Case(*[When(decision=d, then=Value(i)) for i, d in enumerate(DECISIONS)], default=Value(-1),
+                    output_field=IntegerField())
+    found = (Review.objects.filter(decided_at__isnull=False, annotation__task_id__in=task_ids)
+             .annotate(d=decision, latency=SecondsBetween(F("decided_at"), F("annotation__submitted_at")))
+             .values_list("id", "reviewer_id", "annotation__annotator_id", "d", "latency",
+                          "annotation__task__batch_id", "annotation__task_id", "decided_at", "error_types__code",
+                          "annotation__result").order_by("id"))
+    reviews, errors, seen = [], [], set()
+    for pk, reviewer, annotator, d, latency, batch, task, decided_at, code, result in found:
+        if pk not in seen:  # one row per error type (or one without): the review once
+            seen.add(pk)
+            reviews.append((reviewer, annotator, d, latency, batch, task, decided_at.timestamp()))
+        if code is not None:
+            errors.append((annotator, code, batch, result, task, decided_at.timestamp()))
+    return rows, results, lengths, np.array(reviews, dtype=REVIEW_DTYPE), errors, gold
 
 
 def _result_labels(task_type, result):
@@ -745,7 +789,8 @@ def _group_bounds(index, size):
     return order, np.searchsorted(index[order], np.arange(size + 1))
 
 
-def _task_values(project, labels, rows, results, lengths, *, reviews, errors, gold, accuracy, model=None):
+def _task_values(project, labels, rows, results, lengths, *, reviews, errors, gold, accuracy, model=None,
+                 contribution_only=False):
     """{task_id: snapshot values} of some tasks, from all their annotator versions (`rows`, with the results and
     text lengths of the other task types), their decided reviews (REVIEW_DTYPE), error-type rows
     (_error_type_rows) and gold answers ((task ids, answers) as _gold_answers returns them).
@@ -755,6 +800,7 @@ def _task_values(project, labels, rows, results, lengths, *, reviews, errors, go
     subtracts the old and adds the new. `accuracy` maps annotator id → gold accuracy (the vote's tie break), or is
     a function returning that map; `model` is the last full pass's Dawid–Skene fit. Tasks without rows are left
     out; the task's final result (a reviewer's fix, or the vote) is on the task itself (Task.final_result).
+    `contribution_only`: the batch and contribution alone (what an update subtracts), no agreement or consensus.
     """
     if not len(rows):
         return {}
@@ -808,7 +854,7 @@ def _task_values(project, labels, rows, results, lengths, *, reviews, errors, go
     ratio[timed] = task_median[task_index[timed]] / cur["lead"][timed]
 
     # Consensus.
-    if classification:
+    if classification and not contribution_only:
         annotators, annotator_index = np.unique(cur["annotator"], return_inverse=True)
         matrix = np.full((n_tasks, len(annotators)), np.nan)
         matrix[task_index[valid], annotator_index[valid]] = cur["code"][valid]
@@ -853,7 +899,9 @@ def _task_values(project, labels, rows, results, lengths, *, reviews, errors, go
                                    for r in reviews[review_order[review_bounds[t]:review_bounds[t + 1]]]]
         contribution["errors"] = sorted(errors_by_task.get(task_id, []), key=lambda e: (e[0], e[1], e[2]))
         entry = {"batch": int(batches[t]), "contribution": contribution}
-        if classification:
+        if contribution_only:
+            pass
+        elif classification:
             n = int(m[t])
             same = int((counts[t] * (counts[t] - 1)).sum())
             label = int(vote["labels"][t])
@@ -1159,19 +1207,15 @@ def project_quality_compute(project, *, now=None):
             "recent": recent}
 
 
-def tasks_values_read(project, labels, task_ids, state, *, max_id=None, decided_before=None):
-    """The task snapshot values of some tasks, read from their rows (those up to `max_id` and the decisions before
-    `decided_before` (a timestamp): what a full pass with that watermark saw), with the state's gold accuracies
-    (tie break) and Dawid–Skene model."""
-    rows, results, lengths = _annotation_rows(project, labels, task_ids=task_ids)
-    reviews = _reviews(project, task_ids=task_ids)
-    errors = _error_type_rows(project, task_ids=task_ids) if len(reviews) else []
-    gold = _gold_answers(project, labels, task_ids=task_ids)
-    return _task_values_of(project, labels, (rows, results, lengths, reviews, errors, gold), state,
-                           max_id=max_id, decided_before=decided_before)
+def tasks_values_read(project, labels, task_ids, state):
+    """The task snapshot values of some tasks, read from their rows, with the state's gold accuracies (tie break)
+    and Dawid–Skene model."""
+    return _task_values_of(project, labels, _tasks_read(project, labels, task_ids), state)
 
 
 def _task_values_of(project, labels, read, state, *, max_id=None, decided_before=None):
+    """_task_values of what _tasks_read read; with `max_id` and `decided_before` (a timestamp), of the rows up to
+    that id and the decisions before then (what a full pass with that watermark saw): the contributions only."""
     rows, results, lengths, reviews, errors, gold = read
     if max_id is not None:
         kept = np.flatnonzero(rows["id"] <= max_id)
@@ -1184,7 +1228,7 @@ def _task_values_of(project, labels, read, state, *, max_id=None, decided_before
     accuracy = {int(a): (s["gold"] / s["gold_n"] if s["gold_n"] else None)
                 for a, s in state.get("annotators", {}).items()}
     return _task_values(project, labels, rows, results, lengths, reviews=reviews, errors=errors, gold=gold,
-                        accuracy=accuracy, model=state.get("dawid_skene"))
+                        accuracy=accuracy, model=state.get("dawid_skene"), contribution_only=max_id is not None)
 
 
 # --- snapshots ------------------------------------------------------------------------------------------------------
@@ -1216,12 +1260,14 @@ def _state_row(project):
             .order_by("-computed_at").first())
 
 
-def _task_snapshots_write(project, values_by_task, generation, now):
-    """Upsert the task-scope agreement snapshots (one row per task). Call under the project lock."""
+def _task_snapshots_write(project, values_by_task, generation, now, *, existing=None):
+    """Upsert the task-scope agreement snapshots (one row per task). Call under the project lock. `existing`: the
+    tasks' snapshots by task id, when the caller has read them."""
     if not values_by_task:
         return
-    existing = {s.task_id: s for s in MetricSnapshot.objects.filter(
-        project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=list(values_by_task))}
+    if existing is None:
+        existing = {s.task_id: s for s in MetricSnapshot.objects.filter(
+            project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=list(values_by_task))}
     changed, created = [], []
     for task_id, values in values_by_task.items():
         values = {**values, "generation": generation}
@@ -1253,17 +1299,21 @@ def project_quality_recompute(project_id, *, now=None):
         generation = (state_row.values.get("generation", 0) if state_row else 0) + 1
         state = {**computed["state"], "generation": generation, "watermark": computed["watermark"],
                  "seen_id": computed["max_id"], "scanned_at": now.isoformat(), "full_computed_at": now.isoformat()}
+        quality = _snapshot_upsert(project, QUALITY, computed["quality"], now)
+        # The latest snapshots, which the incremental updates patch in place (the next full pass replaces them and
+        # this state together, under the lock).
+        state["snapshot_ids"] = {
+            QUALITY: quality.pk, AGREEMENT: _snapshot_upsert(project, AGREEMENT, computed["agreement"], now).pk,
+            ANNOTATORS: _snapshot_upsert(project, ANNOTATORS, computed["annotators"], now).pk,
+            "batches": {str(batch_id): _snapshot_upsert(project, QUALITY, values, now, scope=SCOPE.BATCH,
+                                                        batch_id=batch_id).pk
+                        for batch_id, values in computed["batches"].items()}}
         if state_row is None:
             MetricSnapshot.objects.create(project=project, scope=SCOPE.PROJECT, kind=STATE, values=state,
                                           computed_at=now)
         else:
             state_row.values, state_row.computed_at = state, now
             state_row.save(update_fields=["values", "computed_at"])
-        quality = _snapshot_upsert(project, QUALITY, computed["quality"], now)
-        _snapshot_upsert(project, AGREEMENT, computed["agreement"], now)
-        _snapshot_upsert(project, ANNOTATORS, computed["annotators"], now)
-        for batch_id, values in computed["batches"].items():
-            _snapshot_upsert(project, QUALITY, values, now, scope=SCOPE.BATCH, batch_id=batch_id)
         _task_snapshots_write(project, computed["recent"], generation, now)
     quality_events_apply(project)
     return quality
@@ -1274,24 +1324,29 @@ def project_quality_recompute(project_id, *, now=None):
 
 def _state_fits(state, project):
     return (state.get("task_type") == project.task_type and state.get("labels") == project_labels(project)
-            and state.get("overlap") == project.overlap and "figures" in state)
+            and state.get("overlap") == project.overlap and "snapshot_ids" in state)
 
 
 def _publish(project, state, touched, now):
-    """Put the figures of the updated sums into the latest snapshots, in place: the project's quality, agreement
-    and annotators snapshots and the quality snapshots of the batches touched, one UPDATE each (the Dawid–Skene
-    summary stays as the last full pass left it)."""
+    """Put the figures of the updated sums into the latest snapshots the full pass wrote (their ids are in the
+    state), in place and in one UPDATE: the project's quality, agreement and annotators snapshots and the quality
+    snapshots of the batches touched (the Dawid–Skene summary stays as the last full pass left it)."""
     stamp = {"computed": "incremental", "incremental_at": now.isoformat()}
+    ids = state["snapshot_ids"]
     agreement = agreement_from_stats(project.task_type, state["project"], state["labels"], state["overlap"])
-    _snapshot_patch(project, QUALITY, {**_project_quality_values(state), **stamp}, now)
-    _snapshot_patch(project, AGREEMENT, {"overall": agreement["overall"], "per_label": agreement["per_label"],
-                                         "fleiss_kappa": agreement["fleiss_kappa"],
-                                         "pairwise": _pairwise_values(state), **stamp}, now)
+    patches = {ids[QUALITY]: {**_project_quality_values(state), **stamp},
+               ids[AGREEMENT]: {"overall": agreement["overall"], "per_label": agreement["per_label"],
+                                "fleiss_kappa": agreement["fleiss_kappa"], "pairwise": _pairwise_values(state),
+                                **stamp}}
     if touched["annotators"] or touched["reviewers"]:
-        _snapshot_patch(project, ANNOTATORS, {**_annotators_values(state), "incremental_at": now.isoformat()}, now)
+        patches[ids[ANNOTATORS]] = {**_annotators_values(state), "incremental_at": now.isoformat()}
     for batch_id in sorted(touched["batches"]):
-        _snapshot_patch(project, QUALITY, {**_batch_quality_values(state, batch_id), **stamp}, now,
-                        scope=SCOPE.BATCH, batch_id=batch_id)
+        if str(batch_id) in ids["batches"]:
+            patches[ids["batches"][str(batch_id)]] = {**_batch_quality_values(state, batch_id), **stamp}
+    MetricSnapshot.objects.filter(pk__in=list(patches)).update(
+        values=Case(*[When(pk=pk, then=JSONKeysSet("values", patch)) for pk, patch in patches.items()],
+                    output_field=JSONField()),
+        computed_at=now)
 
 
 class JSONKeysSet(Func):
@@ -1314,16 +1369,6 @@ class JSONKeysSet(Func):
         column, params = compiler.compile(self.source_expressions[0])
         paths = ", ".join(f"'$.\"{key}\"', json(%s)" for key in self.patch)  # keys are this module's constants
         return f"json_set({column}, {paths})", [*params, *self._values()]
-
-
-def _snapshot_patch(project, kind, patch, now, *, scope=SCOPE.PROJECT, batch_id=None):
-    """Set top-level keys of the latest snapshot of a kind, and its time; nothing before a first full pass.
-
-    In place: the series keeps a row per full pass, the latest row follows the incremental updates."""
-    latest = (MetricSnapshot.objects.filter(project=project, scope=scope, kind=kind, batch_id=batch_id)
-              .order_by("-computed_at").values("pk")[:1])
-    return MetricSnapshot.objects.filter(pk=Subquery(latest)).update(values=JSONKeysSet("values", patch),
-                                                                    computed_at=now)
 
 
 def _usernames_add(state, touched):
@@ -1359,14 +1404,11 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
         changed, new = [], {}
         if task_ids:
             # One read of the tasks' rows, reviews, error types and gold answers serves the new and the old values.
-            rows, results, lengths = _annotation_rows(project, labels, task_ids=task_ids)
-            reviews = _reviews(project, task_ids=task_ids)
-            errors = _error_type_rows(project, task_ids=task_ids) if len(reviews) else []
-            gold = _gold_answers(project, labels, task_ids=task_ids)
-            read = (rows, results, lengths, reviews, errors, gold)
+            read = _tasks_read(project, labels, task_ids)
             new = _task_values_of(project, labels, read, state)
-            snapshots = {s.task_id: s.values for s in MetricSnapshot.objects.filter(
+            existing = {s.task_id: s for s in MetricSnapshot.objects.filter(
                 project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=task_ids)}
+            snapshots = {t: s.values for t, s in existing.items()}
             old = {t: v for t, v in snapshots.items() if v.get("generation") == generation and "contribution" in v}
             rebuild = [t for t in task_ids if t not in old]
             if rebuild:
@@ -1395,7 +1437,8 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
         state_row.save(update_fields=["values"])
         if task_ids:
             _task_snapshots_write(project, {t: v for t, v in new.items()
-                                            if snapshots.get(t) != {**v, "generation": generation}}, generation, now)
+                                            if snapshots.get(t) != {**v, "generation": generation}}, generation, now,
+                                  existing=existing)
         if changed:
             _publish(project, state, touched, now)
     return {"task_ids": changed, "agreement": {t: v["agreement"] for t, v in new.items()},

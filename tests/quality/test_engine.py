@@ -343,7 +343,7 @@ def test_incremental_updates_after_events_equal_a_full_recompute(db, before, aft
     # rebuilt from the rows up to the watermark; of an hour: the full pass recorded every task's contribution in
     # its snapshot), medians kept in windows of 0, 1 or 48 values either side (0 and 1: they soon fall back to
     # the rows)
-    project = factories.project(slug="prop", overlap=2, review_mode="none")
+    project = factories.project(slug="prop", overlap=4, review_mode="none")  # room for all four annotators
     people = [factories.member(project, Membership.Role.ANNOTATOR) for _ in range(4)]
     reviewers = [factories.member(project, Membership.Role.REVIEWER) for _ in range(2)]
     wrong = ErrorType.objects.get(project=project, code="wrong_label")
@@ -435,3 +435,82 @@ def test_a_changed_label_schema_waits_for_the_full_pass(computed):
     assert engine.task_quality_update(computed.tasks[0].pk) is None
     assert engine.full_recompute_due(project)
     assert Task.objects.count() == 10
+
+
+def test_a_review_found_by_the_scan_moves_acceptance_and_the_reviewer_s_figures(crew):
+    # given a full pass, then a new task done by the three annotators and one of them approved, one rejected
+    engine.project_quality_recompute(crew.project.pk)
+    task = factories.tasks(crew.batch, 1)[0]
+    done = []
+    for annotator, label in zip(crew.annotators, ["dog", "dog", "cat"]):
+        assignment = services.assignment_assign(task=task, annotator=annotator)
+        done.append(services.assignment_submit(assignment=assignment, actor=annotator, result={"label": label}))
+    services.review_approve(annotation=done[0], reviewer=crew.reviewer)
+    services.review_reject(annotation=done[2], reviewer=crew.reviewer, error_types=["wrong_label"])
+    # when the events are applied
+    engine.quality_events_apply(crew.project)
+    # then 27 decisions count, 24 approvals, 3 wrong labels, as a full recompute finds
+    values = latest(crew.project, "quality").values
+    assert values["computed"] == "incremental"
+    assert values["samples"]["acceptance_rate"] == 27 and values["acceptance_rate"] == pytest.approx(24 / 27)
+    assert values["error_types"] == {"wrong_label": 3}
+    full = engine.project_quality_compute(crew.project)
+    assert {k: values[k] for k in ("figures", "error_types", "error_types_by_label")} \
+        == {k: full["quality"][k] for k in ("figures", "error_types", "error_types_by_label")}
+    annotators = latest(crew.project, "annotators").values
+    assert annotators["annotators"] == full["annotators"]["annotators"]
+    assert annotators["reviewers"] == full["annotators"]["reviewers"]
+    assert annotators["reviewers"][0]["reviewed"] == 27
+
+
+# --- Dawid–Skene ----------------------------------------------------------------------------------------------------
+
+def test_the_full_pass_fits_dawid_skene_as_metrics_does(crew):
+    # given every task's rows after the margin (so the full pass writes every task's snapshot)
+    with override_settings(QUALITY_COMMIT_MARGIN_SECONDS=3600):
+        engine.project_quality_recompute(crew.project.pk)
+    # then the fit is metrics' EM on the tasks × annotators matrix of current labels
+    matrix = reliability_data().T
+    fit = metrics.consensus_dawid_skene(matrix, 3, max_iter=engine.DAWID_SKENE_MAX_ITER, tol=engine.DAWID_SKENE_TOL)
+    summary = latest(crew.project, "agreement").values["consensus"]
+    assert summary["method"] == "dawid_skene" and summary["n"] == 10
+    assert summary["labels"] == dict(zip(LABELS, np.bincount(fit["labels"], minlength=3).tolist()))
+    assert summary["iterations"] == fit["iterations"] and summary["converged"] == fit["converged"]
+    assert summary["mean_confidence"] == pytest.approx(fit["confidence"].mean())
+    # the majority vote and Dawid–Skene agree on the 9 tasks with a majority; t8 (one vote each) is decided by the
+    # annotators' estimated reliability
+    assert summary["differs_from_majority"] <= 1
+    model = engine._state_row(crew.project).values["dawid_skene"]
+    assert model["annotator_ids"] == [a.pk for a in crew.annotators]
+    assert np.allclose(model["confusion"], fit["confusion"]) and np.allclose(model["priors"], fit["priors"])
+    # and each task's snapshot holds its label and posterior confidence
+    for i, task in enumerate(crew.tasks):
+        consensus = MetricSnapshot.objects.get(scope="task", task=task).values["consensus"]
+        assert consensus["dawid_skene"] == LABELS[fit["labels"][i]]
+        assert consensus["confidence"] == pytest.approx(fit["confidence"][i], abs=1e-12)
+
+
+def test_an_update_scores_its_task_with_the_last_fit(crew):
+    # given a full pass, then a new task labelled dog, dog, cat
+    engine.project_quality_recompute(crew.project.pk)
+    model = engine._state_row(crew.project).values["dawid_skene"]
+    task = factories.tasks(crew.batch, 1)[0]
+    for annotator, label in zip(crew.annotators, ["dog", "dog", "cat"]):
+        assignment = services.assignment_assign(task=task, annotator=annotator)
+        services.assignment_submit(assignment=assignment, actor=annotator, result={"label": label})
+    # when its update runs
+    engine.task_quality_update(task.pk)
+    # then its posterior is one E-step with the full pass's matrices, which stay as they were
+    posterior = metrics.dawid_skene_posterior(np.array([[2.0, 2.0, 1.0]]), model["confusion"], model["priors"])[0]
+    consensus = MetricSnapshot.objects.get(scope="task", task=task).values["consensus"]
+    assert consensus["label"] == "dog" and consensus["dawid_skene"] == LABELS[int(posterior.argmax())]
+    assert consensus["confidence"] == pytest.approx(posterior.max(), abs=1e-12)
+    assert engine._state_row(crew.project).values["dawid_skene"] == model
+
+
+def test_a_hand_checked_dawid_skene_posterior():
+    # one annotator whose confusion says: true "a" → says "a" 0.9, "b" 0.1; true "b" → says "b" 0.8, "a" 0.2;
+    # priors 0.5/0.5. Saying "a": P(a) = 0.9·0.5 / (0.9·0.5 + 0.2·0.5) = 0.45 / 0.55 = 9/11
+    model = {"annotator_ids": [7], "confusion": [[[0.9, 0.1], [0.2, 0.8]]], "priors": [0.5, 0.5]}
+    posterior = engine._dawid_skene_posterior(model, np.array([[0.0, 1.0]]), np.array([7, 8]), 2)
+    assert posterior[0] == pytest.approx([9 / 11, 2 / 11])  # annotator 8 is unknown to the model: no evidence
