@@ -27,7 +27,7 @@ TABLE_FIGURES = ("submitted", "median_lead_time_seconds", "difficulty_adjusted_s
                  "rework_rate", "gold_accuracy", "agreement")
 
 
-def _time(value):
+def api_datetime(value):
     """A datetime as the API writes it (DRF's ISO 8601), so that the pages' JSON equals the API's."""
     return DateTimeField().to_representation(value) if value else None
 
@@ -38,7 +38,8 @@ def annotators_figures(*, project):
     snapshot = snapshot_latest(project=project, kind=ANNOTATORS)
     values = snapshot.values if snapshot else {}
     return {"annotators": values.get("annotators", []), "reviewers": values.get("reviewers", []),
-            "distribution": values.get("distribution", {}), "computed_at": _time(snapshot and snapshot.computed_at)}
+            "distribution": values.get("distribution", {}),
+            "computed_at": api_datetime(snapshot and snapshot.computed_at)}
 
 
 def my_figures(*, project, user):
@@ -48,7 +49,7 @@ def my_figures(*, project, user):
     rows = snapshot.values.get("annotators", []) if snapshot else []
     mine = next((row for row in rows if row.get("annotator_id") == user.pk), None)
     return {"me": mine, "team": snapshot.values.get("distribution", {}) if snapshot else {},
-            "computed_at": _time(snapshot and snapshot.computed_at)}
+            "computed_at": api_datetime(snapshot and snapshot.computed_at)}
 
 
 def trends_snapshot(*, project):
@@ -149,7 +150,7 @@ def feedback_list(*, project, annotator, limit=FEEDBACK_LIMIT):
     labels = dict(Review.Decision.choices)
     return [{"review_id": r["pk"], "task_id": r["annotation__task_id"], "decision": r["decision"],
              "decision_display": str(labels.get(r["decision"], r["decision"])), "error_types": names.get(r["pk"], []),
-             "comment": r["comment"], "decided_at": _time(r["decided_at"])} for r in reviews]
+             "comment": r["comment"], "decided_at": api_datetime(r["decided_at"])} for r in reviews]
 
 
 def clarification_list(*, project, annotator, open_only=False, limit=CLARIFICATION_LIMIT):
@@ -158,8 +159,8 @@ def clarification_list(*, project, annotator, open_only=False, limit=CLARIFICATI
     if open_only:
         questions = questions.filter(status=Clarification.Status.OPEN)
     return [{"clarification_id": c["pk"], "task_id": c["task_id"], "question": c["question"], "status": c["status"],
-             "confidential": c["confidential"], "answer": c["answer"], "asked_at": _time(c["created_at"]),
-             "answered_at": _time(c["answered_at"])}
+             "confidential": c["confidential"], "answer": c["answer"], "asked_at": api_datetime(c["created_at"]),
+             "answered_at": api_datetime(c["answered_at"])}
             for c in questions.values("pk", "task_id", "question", "status", "confidential", "answer", "created_at",
                                       "answered_at").order_by("-created_at", "-pk")[:limit]]
 

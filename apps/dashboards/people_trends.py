@@ -33,6 +33,8 @@ GOLD_MISSES_PER_ANNOTATOR = 10
 TREND_FIGURES = ("submitted", "median_lead_time_seconds", "acceptance_rate", "gold_accuracy")
 EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)  # week 0 starts on this Monday
 WEEK_SECONDS = 7 * 86400
+# Beat recomputes every 30 minutes; a snapshot older than this is asked for again by the page that finds it.
+STALE_SECONDS = 3600
 
 ROW_DTYPE = np.dtype([("task", "i8"), ("annotator", "i8"), ("assignment", "i8"), ("version", "i8"), ("lead", "f8"),
                       ("at", "f8")])

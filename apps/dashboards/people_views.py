@@ -26,6 +26,7 @@ from apps.tasks.exports import _cell as spreadsheet_safe
 from apps.tasks.views import _project_or_404
 
 from . import people_selectors as selectors
+from .people_trends import STALE_SECONDS
 from .tasks import people_trends_recompute_soon
 
 FIGURE_NAMES = {
@@ -44,7 +45,6 @@ FLAG_NAMES = {
     "low_agreement": gettext_lazy("low agreement"),
 }
 RATES = {"acceptance_rate", "rework_rate", "gold_accuracy", "agreement"}
-TRENDS_STALE_SECONDS = 3600
 
 
 def figure_display(name, value):
@@ -71,10 +71,10 @@ def _flags(row):
 def _trends(project):
     """The people_trends values; a missing or stale snapshot is asked of the workers (it shows next time)."""
     snapshot = selectors.trends_snapshot(project=project)
-    if snapshot is None or (timezone.now() - snapshot.computed_at).total_seconds() > TRENDS_STALE_SECONDS:
+    if snapshot is None or (timezone.now() - snapshot.computed_at).total_seconds() > STALE_SECONDS:
         people_trends_recompute_soon(project.pk)
     values = snapshot.values if snapshot else selectors.trends_empty()
-    return values, selectors._time(snapshot and snapshot.computed_at)
+    return values, selectors.api_datetime(snapshot and snapshot.computed_at)
 
 
 def _csv_response(filename, header, rows):

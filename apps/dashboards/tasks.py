@@ -1,7 +1,6 @@
 """Celery tasks of the dashboards: take ids, call the computation, no business logic here."""
 
 from celery import shared_task
-from django.conf import settings
 from django.core.cache import cache
 
 from apps.core.audit import acting_as
@@ -26,8 +25,7 @@ def people_trends_recompute_all():
 
 
 def people_trends_recompute_soon(project_id):
-    """A page found the snapshot missing or stale: have it recomputed, at most once per PEOPLE_TRENDS_STALE_SECONDS
-    per process (the cache holds the window). Eager (no REDIS_URL, `make run`) it runs at once."""
-    window = getattr(settings, "PEOPLE_TRENDS_STALE_SECONDS", 3600)
-    if cache.add(f"people-trends-due:{project_id}", True, timeout=window):
+    """A page found the snapshot missing or stale: have it recomputed, at most once per STALE_SECONDS per process
+    (the cache holds the window). Eager (no REDIS_URL, `make run`) it runs at once."""
+    if cache.add(f"people-trends-due:{project_id}", True, timeout=people_trends.STALE_SECONDS):
         people_trends_recompute.delay(project_id)
