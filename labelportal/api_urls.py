@@ -16,6 +16,8 @@ urlpatterns = [
     path("projects/<int:project_id>/members/", projects.MemberListView.as_view(), name="member-list"),
     path("projects/<int:project_id>/members/<int:user_id>/", projects.MemberDetailView.as_view(),
          name="member-detail"),
+    path("projects/<int:project_id>/members/<int:user_id>/resume/", projects.MemberResumeView.as_view(),
+         name="member-resume"),
     path("projects/<int:project_id>/batches/", projects.BatchListView.as_view(), name="batch-list"),
     path("batches/<int:batch_id>/", projects.BatchDetailView.as_view(), name="batch-detail"),
     path("batches/<int:batch_id>/transition/", projects.BatchTransitionView.as_view(), name="batch-transition"),

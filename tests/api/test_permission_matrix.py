@@ -74,6 +74,8 @@ EXPECTED = {
     ("member-list", "post"): {"statuses": managers(201), "data": lambda w: {"user": w.annotator_b.pk,
                                                                              "role": "reviewer"}},
     ("member-detail", "delete"): {"statuses": managers(204)},
+    # annotator B is not paused: the resume a manager may ask for is refused as a transition (409)
+    ("member-resume", "post"): {"statuses": managers(409)},
     ("batch-list", "get"): {"statuses": allowed()},
     ("batch-list", "post"): {"statuses": managers(201), "data": {"name": "Batch two", "priority": 3}},
     ("batch-detail", "get"): {"statuses": allowed()},

@@ -212,3 +212,26 @@ def test_the_routing_settings_are_in_the_project_form(client):
     page = client.get(reverse("admin:projects_project_change", args=[team.project.pk])).content.decode()
     for field in ("low_agreement_threshold", "low_agreement_routing", "max_overlap", "pause_low_gold"):
         assert f'name="{field}"' in page
+
+
+def test_the_api_lists_paused_members_and_a_manager_resumes_through_it():
+    team = Team()
+    routing.low_gold_pause_evaluate(team.project)
+    members = f"/api/v1/projects/{team.project.pk}/members/"
+    resume = f"{members}{team.weak.pk}/resume/"
+
+    rows = client_for(team.manager).get(members).json()["results"]
+    paused = [(row["username"], row["pause_reason"]) for row in rows if row["paused_at"]]
+    assert paused == [("weak", "Gold accuracy flagged low_gold by the quality engine.")]
+    # an annotator (even the paused one) may not resume; someone outside the project does not see it
+    assert client_for(team.weak).post(resume).status_code == 403
+    stranger = factories.member(factories.project(slug="away"), Membership.Role.MANAGER, "stranger")
+    assert client_for(stranger).post(resume).status_code == 404
+    team.membership.refresh_from_db()
+    assert team.membership.paused_at is not None
+
+    response = client_for(team.manager).post(resume)
+    assert response.status_code == 200 and response.json()["paused_at"] is None
+    again = client_for(team.manager).post(resume)
+    assert again.status_code == 409 and "is not paused" in again.json()["detail"]
+    assert client_for(team.manager).post(f"{members}{team.reviewer.pk}/resume/").status_code == 404

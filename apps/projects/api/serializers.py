@@ -85,8 +85,8 @@ class MembershipSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Membership
-        fields = ["user", "username", "role", "created_at"]
-        read_only_fields = ["username", "created_at"]
+        fields = ["user", "username", "role", "created_at", "paused_at", "pause_reason"]
+        read_only_fields = ["username", "created_at", "paused_at", "pause_reason"]
 
 
 class MembershipCreateSerializer(serializers.Serializer):

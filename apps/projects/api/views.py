@@ -89,6 +89,18 @@ class MemberDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class MemberResumeView(APIView):
+    """`POST /projects/{id}/members/{user_id}/resume/` lifts an annotator's pause (managers): 200 the membership,
+    409 when it is not paused, 404 when the user is no annotator of the project."""
+
+    @extend_schema(request=None, responses={200: s.MembershipSerializer})
+    def post(self, request, project_id, user_id):
+        project = project_for(request, project_id, MANAGE)
+        membership = get_object_or_404(Membership, project=project, user_id=user_id, role=Membership.Role.ANNOTATOR)
+        membership = services.membership_resume(membership=membership, actor=request.user)
+        return Response(s.MembershipSerializer(membership).data)
+
+
 class BatchFilter(django_filters.FilterSet):
     class Meta:
         model = Batch
