@@ -321,3 +321,13 @@ def test_api_list_gives_the_text_in_the_callers_language(desk, client):
     assert english[0]["text"].endswith("(20.0 a day).") and english[0]["message"] == "Stored text."
     spanish = client.get("/api/v1/alerts/", {"state": "open"}, HTTP_ACCEPT_LANGUAGE="es").json()["results"]
     assert "20,0" in spanish[0]["text"] and spanish[0]["message"] == "Stored text."
+
+
+def test_the_page_speaks_the_readers_language(desk, client):
+    from django.conf import settings
+
+    client.force_login(desk.boss)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "es"
+    response = client.get(reverse("quality:alerts"))
+    assert response.status_code == 200 and '<html lang="es">' in response.content.decode()
+    assert "(20,0 " in response.content.decode()  # the throughput figure written the Spanish way
