@@ -6,28 +6,57 @@ Requests only read what this module writes. Two ways in:
   streamed into numpy arrays (`values_list(...).iterator()` straight into `np.fromiter`), then arrays all the way.
   For classification only the label is read, as an integer code the database derives from the JSON key
   (`result -> 'label'`), never the whole result.
-- Incremental (`tasks_quality_update`, `quality_events_apply`): after events, the tasks they touched are
-  recomputed alone (their agreement and consensus snapshot, scope task) and the project's and batches'
-  agreement are updated by subtracting each task's old contribution and adding its new one.
+- Incremental (`tasks_quality_update`, `quality_events_apply`): after events (submissions, review decisions),
+  the tasks they touched are recomputed alone (their task snapshot: agreement, consensus, contribution) and every
+  figure of the project, of their batches, of the annotators and reviewers involved and of those annotators'
+  pairs moves by the difference: each task's old contribution subtracted, its new one added.
 
 "Current annotation" (METRICS.md) = the latest annotator-written version of each assignment. A reviewer's fix
 (source `review_fix`) or a manager's revert is not the annotator's work: agreement, gold accuracy and the
 annotator figures use the annotator's own latest version; the fix is only the task's final result.
 
-How the incremental agreement stays equal to a full recompute
--------------------------------------------------------------
-Nominal alpha, per-label alpha, Fleiss' kappa and the mean pairwise score are sums over tasks of per-task terms
-(Krippendorff 2011: a task with m values and label counts c adds m to n, c to the label totals and
-Σ c(c-1)/(m-1) to the diagonal of the coincidence matrix). The project keeps these sums in one "agreement state"
-row (kind `agreement_state`), with the (m-1) denominators kept apart so that every sum is an integer and adding
-and subtracting a task is exact. The state is as of a full recompute ("generation") plus the incremental updates
-since. To subtract a task's old contribution an update needs what the state holds for the task: the contribution
-stored in the task's snapshot when the snapshot is of the current generation, otherwise the contribution of the
-task's rows up to the full recompute's watermark (annotation versions are appended, never rewritten, so that is
-rebuilt exactly from the rows). The full recompute takes as watermark the last annotation id written before its
-commit margin (QUALITY_COMMIT_MARGIN_SECONDS) and stores the contribution it used for the tasks with later rows.
-The one thing that can make the state drift: a transaction that keeps an inserted annotation uncommitted for
-longer than the margin; the next full recompute (beat, every 10 minutes) corrects it.
+How the incremental figures stay equal to a full recompute
+----------------------------------------------------------
+Every figure is a function of sums over tasks, which the project keeps in one "state" row (kind
+`agreement_state`), written by the full pass and moved by the updates under the project's lock:
+
+- Agreement. Nominal alpha, per-label alpha, Fleiss' kappa and the mean pairwise score are sums over tasks of
+  per-task terms (Krippendorff 2011: a task with m values and label counts c adds m to n, c to the label totals
+  and Σ c(c-1)/(m-1) to the diagonal of the coincidence matrix), kept with the (m-1) denominators apart so that
+  every sum is an integer and adding and subtracting a task is exact.
+- Gold accuracy, acceptance, rework, sanity, error types (project, batch, per label) and the annotators' counts
+  (submitted, reviewed, gold score, agreeing others ÷ others): sums and counts, ratios taken at the end.
+- Cohen's kappa matrix: per pair of annotators the k × k table of their labels on shared tasks (the pair score
+  sum and count for the other types); kappa is taken from the table.
+- Medians (an annotator's lead time over every version, difficulty-adjusted speed over the current ones, a
+  reviewer's latency) are not sums: the state keeps, per person, the sorted values within WINDOW_HALF of the
+  median and how many lie below and above (`window_of`). Adding or removing a value outside the window moves a
+  count, inside it edits the window; the median is exact as long as it stays inside. When it leaves (or a value
+  to remove is not found), that person's median comes from their rows (`medians_refresh`) until the next full
+  pass rebuilds the windows. Speed ratios depend on the task's median lead time, so a task's contribution holds
+  the ratios of its annotators, and a change to the task replaces all of them.
+- The outlier flags are robust z-scores against the team: recomputed from the per-annotator figures (one row
+  each) after every update, as are the team's quartiles.
+
+A task's contribution (stored in its task snapshot) is everything those sums take from it: its label counts
+(or pairs and score sum), its current annotations (annotator, label, sane, reworked, gold score, agreeing others,
+others, shared), every version's lead time, its speed ratios, its pairs of labels, its decided reviews and their
+error types. The state is as of a full recompute ("generation") plus the updates since. To subtract a task's old
+contribution an update needs what the state holds for the task: the contribution stored in the task's snapshot
+when the snapshot is of the current generation, otherwise the contribution of the task's rows up to the full
+recompute's watermark and of its decisions before the watermark's time (annotation versions are appended, never
+rewritten, and a decision is made once, so that is rebuilt exactly). The full recompute takes as watermark the
+last annotation id written before its commit margin (QUALITY_COMMIT_MARGIN_SECONDS) and stores the contribution it
+used for the tasks with later rows or decisions. The one thing that can make the state drift: a transaction that
+keeps an inserted annotation or decision uncommitted for longer than the margin; the next full recompute (beat,
+every 10 minutes) corrects it.
+
+Dawid–Skene (classification) is fitted by the full pass (EM in metrics.py, at most DAWID_SKENE_MAX_ITER
+iterations): the project's summary goes into the agreement snapshot ("consensus") and the fitted model (each
+annotator's confusion matrix, the label priors) into the state. A task snapshot's consensus holds the majority
+vote ("label", "support", "votes", "tied") and the task's Dawid–Skene label and posterior confidence
+("dawid_skene", "confidence"), from one E-step with the model of the last full pass: the matrices do not move with
+events (an annotator the model does not know gives no evidence) until the next full pass refits them.
 """
 
 import bisect
@@ -215,11 +244,9 @@ def _current(rows):
     return order[ends], np.diff(np.concatenate([[-1], ends]))
 
 
-def _gold_answers(project, labels, *, task_ids=None):
+def _gold_answers(project, labels):
     """Gold task ids (sorted) with their answers: codes for classification, results for the others."""
     gold = Task.objects.filter(project=project, is_gold=True).order_by("id")
-    if task_ids is not None:
-        gold = gold.filter(id__in=task_ids)
     if project.task_type == TaskType.CLASSIFICATION:
         array = np.fromiter(gold.annotate(code=_label_code("gold_answer__label", labels))
                             .values_list("id", "code").iterator(chunk_size=STREAM_CHUNK),
@@ -253,21 +280,19 @@ def _reviews(project, *, task_ids=None):
     return np.fromiter(values.iterator(chunk_size=STREAM_CHUNK), dtype=REVIEW_DTYPE)
 
 
-def _error_type_rows(project, *, task_ids=None):
-    """(annotator, error code, batch, reviewed result, task, decided at as a timestamp or None) per error type chosen
-    in a review: few rows."""
-    rows = Review.error_types.through.objects.all()
-    rows = (rows.filter(review__annotation__task_id__in=task_ids) if task_ids is not None
-            else rows.filter(review__annotation__task__project_id=project.pk))
-    return [(*row[:5], row[5].timestamp() if row[5] else None) for row in rows.values_list(
-        "review__annotation__annotator_id", "errortype__code", "review__annotation__task__batch_id",
-        "review__annotation__result", "review__annotation__task_id", "review__decided_at").order_by()]
+def _error_type_rows(project):
+    """(annotator, error code, batch, reviewed result) per error type chosen in a decided review: few rows."""
+    return list(Review.error_types.through.objects.filter(review__annotation__task__project_id=project.pk,
+                                                          review__decided_at__isnull=False)
+                .values_list("review__annotation__annotator_id", "errortype__code",
+                             "review__annotation__task__batch_id", "review__annotation__result").order_by())
 
 
 def _tasks_read(project, labels, task_ids):
     """What a few tasks' values need, in two queries: (rows, results, lengths, reviews, error-type rows, gold) as
-    _annotation_rows, _reviews, _error_type_rows and _gold_answers give them (the gold answers come with the rows,
-    the error types with the reviews)."""
+    _annotation_rows, _reviews and _gold_answers give them, the error-type rows as (annotator, code, batch,
+    reviewed result, task, decided at as a timestamp) (the gold answers come with the rows, the error types with
+    the reviews)."""
     rows, results, lengths, gold_of = _annotation_rows(project, labels, task_ids=task_ids, with_gold=True)
     gold_tasks = np.array(sorted(gold_of), dtype=np.int64)
     if project.task_type == TaskType.CLASSIFICATION:
@@ -1121,7 +1146,7 @@ def project_quality_compute(project, *, now=None):
 
     # Error types, per project, annotator, label and batch (few rows).
     error_types, by_annotator, by_label, by_batch = {}, {}, {}, {}
-    for annotator, code, batch, result, _task, _decided in _error_type_rows(project):
+    for annotator, code, batch, result in _error_type_rows(project):
         _count_add(error_types, code, 1)
         _count_add(by_annotator.setdefault(annotator, {}), code, 1)
         _count_add(by_batch.setdefault(batch, {}), code, 1)
@@ -1224,7 +1249,7 @@ def _task_values_of(project, labels, read, state, *, max_id=None, decided_before
         lengths = [lengths[i] for i in kept.tolist()] if lengths is not None else None
     if decided_before is not None:
         reviews = reviews[reviews["decided"] < decided_before]
-        errors = [e for e in errors if e[5] is None or e[5] < decided_before]
+        errors = [e for e in errors if e[5] < decided_before]
     accuracy = {int(a): (s["gold"] / s["gold_n"] if s["gold_n"] else None)
                 for a, s in state.get("annotators", {}).items()}
     return _task_values(project, labels, rows, results, lengths, reviews=reviews, errors=errors, gold=gold,
