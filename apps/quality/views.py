@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _, gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.core.errors import TransitionError
+from apps.core.errors import PermissionDeniedError, TransitionError
 from apps.core.permissions import MANAGE, REVIEW
 from apps.projects.selectors import project_list
 from apps.tasks.review_queue import is_senior, review_queue
@@ -123,6 +123,8 @@ def _alert_transition(request, alert_id, service, done_message):
     except TransitionError as error:
         messages.error(request, error.message)
         return _alerts_page(request, status=409)
+    except PermissionDeniedError as error:  # no longer a manager since the page was shown
+        raise PermissionDenied(error.message) from None
     messages.success(request, done_message % {"id": alert.pk})
     query = {key: value for key, value in request.GET.items() if key in AlertFilterForm.base_fields and value}
     return redirect(f"{reverse('quality:alerts')}?{urlencode(query)}" if query else reverse("quality:alerts"))

@@ -331,3 +331,17 @@ def test_the_page_speaks_the_readers_language(desk, client):
     response = client.get(reverse("quality:alerts"))
     assert response.status_code == 200 and '<html lang="es">' in response.content.decode()
     assert "(20,0 " in response.content.decode()  # the throughput figure written the Spanish way
+
+
+def test_a_manager_removed_while_the_page_was_open_is_refused_with_403(desk, client):
+    from unittest import mock
+
+    from apps.quality import selectors
+
+    client.force_login(desk.boss)
+    # the alert was on ann-boss's page; by the time of the click the project is no longer theirs to manage
+    with mock.patch.object(selectors, "alert_list", return_value=Alert.objects.all()):
+        response = client.post(reverse("quality:alert-resolve", args=[desk.b_open[0].pk]))
+    assert response.status_code == 403
+    desk.b_open[0].refresh_from_db()
+    assert desk.b_open[0].state == "open"
