@@ -349,11 +349,14 @@ def annotations_breaking_rules(project, *, task_ids=None, rules=None):
 
 
 def annotations_current(project):
-    """The project's current annotations: the latest annotator-written version of each assignment."""
+    """The project's current annotations: the latest annotator-written version of each assignment.
+
+    Said as "current, or no later annotator version": almost every row is current, so the database looks for a
+    later version (an index probe) only for the few that are not, and a listing in id order stops early."""
     later = Annotation.objects.filter(assignment_id=OuterRef("assignment_id"), source=Annotation.Source.ANNOTATOR,
                                       version__gt=OuterRef("version"))
     return (Annotation.objects.filter(task__project_id=project.pk, source=Annotation.Source.ANNOTATOR)
-            .exclude(Exists(later)))
+            .filter(Q(is_current=True) | ~Exists(later)).order_by("id"))
 
 
 def _in_schema_classification(project):
@@ -385,31 +388,35 @@ def _row(values, detail):
     return {"annotation": pk, "task": task, "annotator": annotator, "version": version, "detail": detail}
 
 
-def _schema_offenders(project):
-    """Rows of the current annotations that break the schema's rules, each with the first message, by id.
+def _schema_offenders(project, *, limit=None):
+    """(row, result, notes) of the current annotations that break the schema's rules, the row with the first
+    message, in id order.
 
     Classification: filtered by the database. Other types: result_validate needs the whole result (spans apart,
     boxes inside), so the current annotations are streamed in chunks and checked one by one: memory stays flat."""
     task_type, schema = project.task_type, project.label_schema
-    current = annotations_current(project).order_by("id")
+    current = annotations_current(project)
     spans = task_type == TaskType.TEXT_SPANS
     if task_type == TaskType.CLASSIFICATION:
         current = current.alias(in_schema=_in_schema_classification(project)).filter(in_schema=False)
     elif spans:
         current = current.annotate(text_length=Length(KeyTextTransform("text", "task__data")))
-    fields = [*ROW_FIELDS, "result", *(["text_length"] if spans else [])]
-    for values in current.values_list(*fields).iterator(chunk_size=STREAM_CHUNK):
-        data = {"text": " " * (values[5] or 0)} if spans else {}
+    rows = current.values_list(*ROW_FIELDS, "result", "notes", *(["text_length"] if spans else []))
+    if limit is not None and task_type == TaskType.CLASSIFICATION:
+        rows = rows[:limit]
+    for values in rows.iterator(chunk_size=STREAM_CHUNK):
+        data = {"text": " " * (values[6] or 0)} if spans else {}
         problems = result_validate(task_type, schema, data, values[4])
         if problems:
-            yield _row(values[:4], problems[0])
+            yield _row(values[:4], problems[0]), values[4], values[5]
 
 
-def _rule_offenders(project, rule):
+def _rule_offenders(project, rule, *, limit=None):
     detail = rule_message(rule, project.task_type, project.label_schema)
-    rows = (annotations_current(project).filter(rule_breach(rule, project.task_type)).order_by("id")
-            .values_list(*ROW_FIELDS).iterator(chunk_size=STREAM_CHUNK))
-    return (_row(values, detail) for values in rows)
+    rows = annotations_current(project).filter(rule_breach(rule, project.task_type)).values_list(*ROW_FIELDS)
+    if limit is not None:
+        rows = rows[:limit]
+    return (_row(values, detail) for values in rows.iterator(chunk_size=STREAM_CHUNK))
 
 
 def _findings(project, rules):
@@ -427,34 +434,41 @@ def sanity_report(project, *, limit=50):
 
     Returns {"current": how many current annotations, "breaking": how many break at least one rule,
     "pass_rate": the share that passes (the engine's sanity pass rate, None without annotations), "findings": a
-    SanityFinding per rule with its count and its first `limit` annotations}. The database counts every rule in
-    one pass over the current annotations; only the schema's rules of the types other than classification are
-    checked in Python, streamed.
+    SanityFinding per rule with its count and its first `limit` annotations (by id)}. The database counts every
+    rule and the annotations breaking any in one pass over the current annotations, and lists the first offenders
+    of each rule; only the schema's rules of the types other than classification are checked in Python, streamed
+    (and the project's rules on the few annotations those break, to count each annotation once).
     """
     rules = rules_active(project)
     task_type = project.task_type
+    classification = task_type == TaskType.CLASSIFICATION
     findings = list(_findings(project, rules))
+    any_rule = _any_breach(rules, task_type)
     counts = {f"rule_{rule.pk}": Count("id", filter=rule_breach(rule, task_type)) for rule in rules}
     current = annotations_current(project)
-    if task_type == TaskType.CLASSIFICATION:
+    if classification:
         current = current.alias(in_schema=_in_schema_classification(project))
         counts[SCHEMA_RULE] = Count("id", filter=Q(in_schema=False))
+        counts["breaking"] = Count("id", filter=Q(in_schema=False) | any_rule)
+    else:
+        counts["breaking"] = Count("id", filter=any_rule)
     totals = current.aggregate(current=Count("id"), **counts)
-    schema_ids = []
-    for row in _schema_offenders(project):
-        schema_ids.append(row["annotation"])
-        if len(findings[0].annotations) < limit:
-            findings[0].annotations.append(row)
-    findings[0].count = len(schema_ids)
+    breaking, schema = totals["breaking"], findings[0]
+    if classification:
+        schema.count = totals[SCHEMA_RULE]
+        if schema.count and limit:
+            schema.annotations = [row for row, _result, _notes in _schema_offenders(project, limit=limit)]
+    else:
+        for row, result, notes in _schema_offenders(project):
+            schema.count += 1
+            if len(schema.annotations) < limit:
+                schema.annotations.append(row)
+            if not any(rule_broken(rule, task_type, result, notes) for rule in rules):
+                breaking += 1  # not counted by the database with the project's rules
     for finding in findings[1:]:
         finding.count = totals[f"rule_{finding.rule.pk}"]
-        if finding.count:
-            finding.annotations = [row for _i, row in zip(range(limit), _rule_offenders(project, finding.rule))]
-    # Breaking at least one rule: the schema's offenders with those of the configurable rules, as ids.
-    rule_ids = (np.fromiter(current.filter(_any_breach(rules, task_type)).values_list("id", flat=True).order_by()
-                            .iterator(chunk_size=STREAM_CHUNK), dtype=np.int64)
-                if any(finding.count for finding in findings[1:]) else np.zeros(0, dtype=np.int64))
-    breaking = len(np.union1d(rule_ids, np.asarray(schema_ids, dtype=np.int64)))
+        if finding.count and limit:
+            finding.annotations = list(_rule_offenders(project, finding.rule, limit=limit))
     total = totals["current"]
     return {"current": total, "breaking": breaking, "pass_rate": (total - breaking) / total if total else None,
             "findings": findings}
@@ -464,7 +478,7 @@ def sanity_report_rows(project):
     """Every (finding, annotation row) of the report, streamed rule by rule (for CSV and JSON exports)."""
     rules = rules_active(project)
     findings = list(_findings(project, rules))
-    for row in _schema_offenders(project):
+    for row, _result, _notes in _schema_offenders(project):
         yield findings[0], row
     for finding in findings[1:]:
         for row in _rule_offenders(project, finding.rule):
@@ -507,7 +521,8 @@ def sanity_report_json(project):
                 "kind": rule.kind if rule else None, "label": rule.label if rule else None,
                 "count": rule.count if rule and rule.kind in COUNT_KINDS else None, "offending": finding.count}
         yield ("," if position else "") + "\n" + json.dumps(line)[:-1] + ', "annotations": ['
-        rows = _schema_offenders(project) if rule is None else _rule_offenders(project, rule)
+        rows = ((row for row, _result, _notes in _schema_offenders(project)) if rule is None
+                else _rule_offenders(project, rule))
         for n, row in enumerate(rows):
             yield ("," if n else "") + "\n  " + json.dumps(row)
         yield "]}"

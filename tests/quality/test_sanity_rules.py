@@ -462,6 +462,33 @@ def test_the_report_finds_exactly_the_current_annotations_that_break_each_rule()
     assert (report["current"], report["breaking"], report["pass_rate"]) == (7, 4, pytest.approx(3 / 7))
 
 
+@pytest.mark.parametrize("task_type, results", [
+    ("classification", [{"label": "cat"}, {"label": "dog"}, {"label": "other"}, {"label": "other"}]),
+    ("bounding_boxes", [{"boxes": [box("car")]}, {"boxes": [box("person")]}, {"boxes": [box("other")]},
+                        {"boxes": [box("other")]}]),
+])
+def test_an_annotation_breaking_the_schema_and_a_rule_is_counted_once(task_type, results):
+    # given four annotations, then "other" taken out of the schema, the second label forbidden and "other" (no
+    # longer in the schema: a rule left over) needing a note: the last two break the schema, the third a rule too
+    world = World(task_type, review_mode="none")
+    annotations = [world.submit(result, notes="it is a kiosk" if i == 3 else "") for i, result in enumerate(results)]
+    forbidden = SCHEMAS[task_type]["labels"][1]["value"]
+    world.rule("label_forbidden", label=forbidden)
+    note = world.rule("label_needs_note", label="other")
+    Project.objects.filter(pk=world.project.pk).update(label_schema={
+        "labels": [{"value": label["value"], "name": label["value"]} for label in SCHEMAS[task_type]["labels"][:2]],
+        "options": {}})
+    world.project.refresh_from_db()
+
+    report = sanity.sanity_report(world.project)
+
+    assert [(f.key, f.count) for f in report["findings"]] == [("schema", 2), (str(note.pk - 1), 1), (str(note.pk), 1)]
+    assert rows_of(report["findings"][0]) == offenders(annotations[2:])
+    assert (report["current"], report["breaking"], report["pass_rate"]) == (4, 3, 0.25)
+    computed = engine.project_quality_compute(world.project)
+    assert computed["quality"]["figures"]["sanity_pass_rate"] == {"value": 0.25, "n": 4}
+
+
 def test_the_report_is_counted_by_the_database_in_a_few_queries_whatever_the_size():
     e = Existing()
     with CaptureQueriesContext(connection) as small:
