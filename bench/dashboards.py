@@ -124,7 +124,8 @@ def make_data(n_tasks):
                                                           ELSE s END AS at
                 FROM (SELECT id, batch_id, status, substr(external_id, 3)::int AS g FROM tasks_task
                       WHERE project_id = %(project)s AND status IN ('accepted', 'in_review')) t
-                CROSS JOIN LATERAL (SELECT date_trunc('day', now()) - ((g::bigint * 7919) %% %(days)s) * interval '1 day'
+                CROSS JOIN LATERAL (SELECT date_trunc('day', now())
+                                           - ((g::bigint * 7919) %% %(days)s) * interval '1 day'
                                            + (6 + (g * 31) %% 12) * interval '1 hour'
                                            + ((g * 13) %% 3600) * interval '1 second' AS s) AS draw""", ids)
             cursor.execute("""

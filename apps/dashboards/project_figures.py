@@ -31,8 +31,8 @@ UNFINISHED = [s for s in Task.Status.values if s not in (Task.Status.ACCEPTED, T
 class DashboardFilterForm(forms.Form):
     """The GET filters: a batch of the project and a date range (at most MAX_DAYS days, not in the future)."""
 
-    batch = forms.ModelChoiceField(queryset=Batch.objects.none(), required=False, empty_label=gettext_lazy("All batches"),
-                                   label=gettext_lazy("Batch"))
+    batch = forms.ModelChoiceField(queryset=Batch.objects.none(), required=False,
+                                   empty_label=gettext_lazy("All batches"), label=gettext_lazy("Batch"))
     date_from = forms.DateField(required=False, label=gettext_lazy("From"),
                                 widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, label=gettext_lazy("To"), widget=forms.DateInput(attrs={"type": "date"}))
@@ -61,18 +61,25 @@ class DashboardFilterForm(forms.Form):
 
 
 def _daily_history(project, batch, date_from, date_to):
-    """The last progress and quality snapshot of each UTC day in the range, only the figures the charts draw: one
-    query (the snapshot_lookup index serves both the per-day maximum and the rows)."""
-    quality_scope, quality_batch = (SCOPE.BATCH, batch.pk) if batch else (SCOPE.PROJECT, None)
+    """The last progress and quality snapshot of each UTC day in the range, only the figures the charts draw, in
+    two queries: the last time of each day per kind (a UNION of two index-only range scans of snapshot_lookup:
+    project, scope, kind, computed_at), then those rows by time. The cost follows the days shown, not the size of
+    the project or the length of its history."""
     start = datetime.combine(date_from, time.min, tzinfo=UTC)
     end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=UTC)
-    wanted = (Q(scope=SCOPE.PROJECT, kind="progress")
-              | Q(scope=quality_scope, kind="quality", batch_id=quality_batch))
-    in_range = MetricSnapshot.objects.filter(wanted, project=project, computed_at__gte=start, computed_at__lt=end)
-    last_of_day = (in_range.annotate(day=TruncDate("computed_at")).values("kind", "day")
-                   .annotate(last=Max("computed_at")).values("last"))
+
+    def last_of_day(**lookup):
+        return (MetricSnapshot.objects.filter(project=project, computed_at__gte=start, computed_at__lt=end, **lookup)
+                .annotate(day=TruncDate("computed_at")).values("day").annotate(last=Max("computed_at"))
+                .values_list("last", flat=True).order_by())
+
+    progress_lookup = {"scope": SCOPE.PROJECT, "kind": "progress"}
+    quality_lookup = ({"scope": SCOPE.BATCH, "kind": "quality", "batch_id": batch.pk} if batch
+                      else {"scope": SCOPE.PROJECT, "kind": "quality"})
+    times = list(last_of_day(**progress_lookup).union(last_of_day(**quality_lookup), all=True))
+    wanted = Q(**progress_lookup) | Q(**quality_lookup)
     status_path = f"values__by_batch__{batch.pk}" if batch else "values__by_status"
-    rows = (in_range.filter(computed_at__in=Subquery(last_of_day)).order_by("computed_at")
+    rows = (MetricSnapshot.objects.filter(wanted, project=project, computed_at__in=times).order_by("computed_at")
             .values("kind", "computed_at", status_path, "values__review__backlog",
                     "values__eta__remaining_annotations", "values__agreement__value",
                     *(f"values__{name}" for name in QUALITY_SERIES[1:])))
@@ -140,7 +147,7 @@ def project_dashboard(*, project, batch=None, date_from=None, date_to=None, now=
     alert_rows = [{"id": a.pk, "kind": a.kind, "kind_name": a.get_kind_display(), "severity": a.severity,
                    "state": a.state, "batch": a.batch_id, "message": a.message, "created_at": a.created_at}
                   for a in alerts.order_by("-created_at", "-pk")[:ALERTS_SHOWN + 1]]
-    names = dict(ErrorType.objects.filter(project=project).values_list("code", "name"))
+    names = dict(ErrorType.objects.filter(project=project).order_by().values_list("code", "name"))
     throughput = metrics["throughput"]
     eta_range = metrics["progress"].get("eta_range") or {}
     review = metrics["review"]
@@ -225,19 +232,24 @@ ADMIN_INDEX_PROJECTS = 100
 
 def admin_index_summaries(*, projects, limit=ADMIN_INDEX_PROJECTS):
     """Progress, quality, gate states and open alerts of each project in `projects` (the admin's scoping), in
-    four queries whatever their number: the projects, the latest progress and quality snapshot of each (a
-    correlated subquery on the snapshot index, only the keys shown), gate states and open alerts counted per
-    project. At most `limit` projects, by name; `more` says how many were left out."""
+    four queries whatever their number: the projects with the ids of their latest progress and quality snapshots,
+    those snapshots (only the keys shown), gate states and open alerts counted per project. At most `limit`
+    projects, by name; `more` says whether some were left out."""
     from django.db.models import Count, OuterRef
 
-    rows = list(projects.order_by("name", "pk").values("pk", "name")[:limit + 1])
+    def latest(kind):
+        return Subquery(MetricSnapshot.objects.filter(project_id=OuterRef("pk"), scope=SCOPE.PROJECT, kind=kind)
+                        .order_by("-computed_at").values("pk")[:1])
+
+    # The latest snapshots' ids come with the projects (one index probe each on snapshot_lookup), then only the
+    # keys shown are read from those rows.
+    rows = list(projects.order_by("name", "pk").annotate(progress_id=latest("progress"), quality_id=latest("quality"))
+                .values("pk", "name", "progress_id", "quality_id")[:limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
     ids = [row["pk"] for row in rows]
-    latest = (MetricSnapshot.objects.filter(project_id=OuterRef("project_id"), scope=SCOPE.PROJECT,
-                                            kind=OuterRef("kind")).order_by("-computed_at").values("computed_at")[:1])
-    snapshots = (MetricSnapshot.objects.filter(project_id__in=ids, scope=SCOPE.PROJECT, kind__in=["progress", "quality"],
-                                               computed_at=Subquery(latest))
+    snapshots = (MetricSnapshot.objects.filter(pk__in=[row[key] for row in rows for key in ("progress_id", "quality_id")
+                                                       if row[key] is not None])
                  .values("project_id", "kind", "computed_at", "values__by_status", "values__accepted_pct",
                          "values__eta__date", "values__agreement__value", "values__gold_accuracy"))
     figures = {}
@@ -266,7 +278,8 @@ def admin_index_summaries(*, projects, limit=ADMIN_INDEX_PROJECTS):
             "agreement": quality.get("values__agreement__value"), "gold_accuracy": quality.get("values__gold_accuracy"),
             "gates": {state: gates.get(row["pk"], {}).get(state, 0) for state in QualityGate.State.values},
             "alerts": [{"severity": severity, "name": name, "n": alerts[row["pk"]][severity]}
-                       for severity, name in reversed(Alert.Severity.choices) if alerts.get(row["pk"], {}).get(severity)],
+                       for severity, name in reversed(Alert.Severity.choices)
+                       if alerts.get(row["pk"], {}).get(severity)],
             "open_alerts": sum(alerts.get(row["pk"], {}).values()),
             "computed_at": progress.get("computed_at"),
         })

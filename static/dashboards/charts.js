@@ -47,7 +47,10 @@
       empty(el, t("The chart library did not load; the table below has the figures."));
       return null;
     }
-    global.Plotly.newPlot(el, traces, merge(BASE_LAYOUT, layout || {}), CONFIG).then(() => {
+    // A fresh copy each time: plotly writes into the layout it is given (axis types, ranges), and a shared
+    // default would carry one chart's axes into the next.
+    const base = JSON.parse(JSON.stringify(BASE_LAYOUT));
+    global.Plotly.newPlot(el, traces, merge(base, layout || {}), CONFIG).then(() => {
       el.dataset.drawn = "true";
     });
     return el;

@@ -86,7 +86,7 @@
     }
     C.draw("chart-heatmap", [{
       type: "heatmap", z: cells, x: map.hours.map((h) => `${String(h).padStart(2, "0")}:00`), y: WEEKDAYS,
-      colorscale: "YlOrRd", reversescale: false, xgap: 2, ygap: 2,
+      colorscale: "YlOrRd", reversescale: true,  // pale when quiet, deep red when busy xgap: 2, ygap: 2,
       colorbar: { title: { text: t("Submissions"), side: "right" }, thickness: 12 },
       hovertemplate: `%{y} %{x}: %{z}<extra></extra>`,
     }], { height: 300, hovermode: "closest", showlegend: false, margin: { l: 48 },
@@ -106,7 +106,7 @@
         x: latency.map((r) => r.date),
         y: latency.map((r) => (r.mean_latency_seconds === null ? null : r.mean_latency_seconds / 3600)),
         line: { color: C.COLORS.err, width: 2, dash: "dot" }, hovertemplate: "%{y:.1f} h" },
-    ], { height: 300, xaxis: { type: "date" }, yaxis: { title: { text: t("Annotations") } },
+    ], { height: 300, margin: { r: 64 }, xaxis: { type: "date" }, yaxis: { title: { text: t("Annotations") } },
          yaxis2: { title: { text: t("Hours") }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false } });
   }
 

@@ -220,8 +220,9 @@ def test_the_date_range_limits_the_daily_series(world, client):
 
 # --- fixed queries ------------------------------------------------------------------------------------------------
 
-# session, user, project, guardian's user and group permissions, the progress and quality snapshots, the daily
-# history (one query), gates, alerts, error-type names, the batches of the filter, and the portal bar's alert count
+# user, project, guardian's permissions, the progress and quality snapshots, the daily history (two: the last
+# time of each day, then those rows), gates, alerts, error-type names, the portal bar's alert count, the batches of
+# the filter
 QUERIES_HTML = 13
 
 

@@ -41,3 +41,17 @@ def admin_project_summaries(context):
     if request is None or not request.user.is_authenticated:
         return {"projects": [], "more": False}
     return admin_index_summaries(projects=managed_projects(request))
+
+
+@register.filter
+def seconds_as_age(seconds):
+    """"3 days, 22 hours" for a number of seconds (how long the oldest item has waited)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django.utils.timesince import timesince
+
+    if seconds is None:
+        return ""
+    now = timezone.now()
+    return timesince(now - timedelta(seconds=float(seconds)), now)
