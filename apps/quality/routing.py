@@ -92,9 +92,13 @@ def _route_extra_annotator(project, low, now):
     room = max_overlap(project) - project.overlap
     if room <= 0:
         return []
-    due = low.filter(task_id=OuterRef("pk"), n__gte=OuterRef("extra_annotations") + project.overlap)
+    # The low tasks first (IN: the planner reads them through the snapshot index, then the tasks by key), and of
+    # those the ones whose annotators asked for are all in: locked, and re-checked by the lock (PostgreSQL
+    # evaluates the conditions again on a row another worker changed meanwhile).
+    n = Subquery(low.filter(task_id=OuterRef("pk")).values("n")[:1])
     tasks = list(Task.objects.select_for_update(of=("self",)).select_related("project", "batch")
-                 .filter(project=project, extra_annotations__lt=room).filter(Exists(due)).order_by("pk"))
+                 .filter(project=project, pk__in=low.values("task_id"), extra_annotations__lt=room)
+                 .alias(n=n).filter(n__gte=F("extra_annotations") + project.overlap).order_by("pk"))
     if not tasks:
         return []
     for task in tasks:
@@ -114,8 +118,7 @@ def _route_senior_review(project, low, now):
     from apps.tasks.services import task_escalate_to_senior_review
 
     tasks = list(Task.objects.select_for_update(of=("self",)).select_related("project", "batch")
-                 .filter(project=project, routed_at__isnull=True)
-                 .filter(Exists(low.filter(task_id=OuterRef("pk")))).order_by("pk"))
+                 .filter(project=project, pk__in=low.values("task_id"), routed_at__isnull=True).order_by("pk"))
     if not tasks:
         return []
     Task.objects.filter(pk__in=[t.pk for t in tasks]).update(routed_at=now, updated_at=now)

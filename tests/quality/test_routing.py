@@ -316,3 +316,22 @@ def test_a_held_task_is_accepted_by_the_full_pass_once_routing_no_longer_applies
     assert world.task.status == Task.Status.ACCEPTED
     assert world.task.extra_annotations == 0 and world.routed_events() == []
     assert not Alert.objects.filter(project=world.project, state__in=["open", "acknowledged"]).exists()
+
+
+@pytest.mark.redis
+def test_a_real_worker_routes_the_low_task(celery_worker_process):
+    from apps.quality.tasks import progress_recompute
+    from tests.conftest import wait_for
+
+    # given a split task whose transitions' own recomputes are held back
+    with mock.patch("apps.quality.tasks.progress_recompute_soon"):
+        world = Disagreement()
+    assert world.task.extra_annotations == 0
+
+    # when the progress recompute goes to the broker, the worker chains the quality pass and the routing
+    progress_recompute.apply_async(args=[world.project.pk], queue=celery_worker_process)
+
+    alert = wait_for(lambda: Alert.objects.filter(task=world.task).first(), timeout=90)
+    assert alert is not None, "the worker raised no low-agreement alert within 90 s"
+    world.task.refresh_from_db()
+    assert (alert.kind, world.task.extra_annotations, world.task.status) == ("low_agreement_task", 1, "in_progress")
