@@ -9,7 +9,9 @@ by a request. Each pass is a few queries whatever the size of the project:
   refuses a second live one) and is routed as the project says: `extra_annotator` asks for one more annotator
   (Task.extra_annotations, up to `max_overlap`, by default overlap + 1) once the ones asked for before are in;
   `senior_review` sends its waiting annotations to the escalation queue, once. The alert resolves itself when the
-  task is no longer low (its agreement rose, it was accepted or cancelled, or the threshold was removed).
+  task is no longer low (its agreement rose, it was accepted or cancelled, or the threshold was removed). A task
+  whose last required annotation leaves it low is not accepted automatically while routing can still act on it
+  (`acceptance_held`, asked by the task-status rule): without review it would be accepted before the worker saw it.
 - An annotator the annotators snapshot flags `low_gold` on a project with `pause_low_gold` is paused there
   (projects.services.membership_pause) with an alert for the managers; a manager's resume holds until the
   annotator has answered OUTLIER_MIN_OBSERVATIONS more gold tasks and is still flagged.
@@ -164,7 +166,8 @@ def low_agreement_tasks_evaluate(project, *, since=None, now=None):
     """Alert on and route the project's low tasks; `since`: only tasks whose snapshot moved since then (after an
     incremental update), None for all (the full pass). Live alerts are resolved in either case.
 
-    Returns {"raised", "resolved", "routed"}: the alerts raised and resolved, the tasks routed."""
+    Returns {"raised", "resolved", "routed", "released"}: the alerts raised and resolved, the tasks routed, and
+    the tasks held back from acceptance that were accepted now that routing no longer applies (full pass)."""
     now = now or timezone.now()
     with transaction.atomic():
         project_lock(project.pk)
