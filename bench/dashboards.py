@@ -7,8 +7,8 @@
 The first run migrates the database and makes the data by INSERT … SELECT (test data: no history rows): a
 classification project with `--tasks` tasks (default 1,000,000) in 20 batches, 40 annotators, 3 reviewers, overlap
 2, 2 % gold. Half of the tasks were worked on over the last 8 weeks (weekdays, office hours, some Saturdays): 40 %
-accepted, 10 % in review, each with two annotations, their `submitted`/`accepted` events and a review for one in
-five; a gate per metric and a few open alerts. Then the workers' figures are computed once, as the workers would
+accepted, 10 % in review, each with two annotations, their `submitted`/`accepted` events and a review (with its
+decision event) for one in five; a gate per metric and a few open alerts. Then the workers' figures are computed once, as the workers would
 (`progress_snapshot_write`, `quality_recompute_full`; their times are printed), and 8 weeks of snapshot history
 are written: a progress and a quality snapshot every 10 minutes, and a quality snapshot per batch every hour
 (some 40,000 rows), so that the daily series read a long history. Later runs reuse the data.
@@ -52,6 +52,16 @@ PAGES = [
     ("my stats", "people:my-stats", "annotator", {"project_id": "project"}, ""),
     ("API metrics (reference)", "api:project-metrics", "manager", {"project_id": "project"}, ""),
 ]
+
+
+# Each review's decision event, as the review services record it (the worker's review latency reads these).
+DECISION_EVENTS_SQL = """
+    INSERT INTO tasks_taskevent (project_id, batch_id, task_id, assignment_id, type, actor_id, at, payload)
+    SELECT t.project_id, t.batch_id, t.id, an.assignment_id,
+           CASE r.decision WHEN 'approve' THEN 'approved' WHEN 'reject' THEN 'rejected' ELSE 'fixed' END,
+           r.reviewer_id, r.decided_at, jsonb_build_object('annotation', an.id, 'review', r.id)
+    FROM {review_table} r JOIN tasks_annotation an ON an.id = r.annotation_id JOIN tasks_task t ON t.id = an.task_id
+    WHERE t.project_id = %(project)s"""
 
 
 def make_data(n_tasks):
@@ -165,6 +175,7 @@ def make_data(n_tasks):
                 FROM tasks_annotation an JOIN bench_done t ON t.id = an.task_id
                 CROSS JOIN LATERAL (SELECT random() + 0 * an.id AS r) AS draw
                 WHERE t.status = 'accepted' AND an.id %% 5 = 0""", ids)
+            cursor.execute(DECISION_EVENTS_SQL.format(review_table=review_table), ids)
             cursor.execute(f"""
                 INSERT INTO {error_table} (review_id, errortype_id)
                 SELECT r.id, (%(error_types)s::int[])[1 + r.id %% 3]

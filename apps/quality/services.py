@@ -14,8 +14,9 @@ import numpy as np
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Avg, Count, Min
-from django.db.models.functions import ExtractHour, ExtractIsoWeekDay, TruncDay, TruncHour
+from django.db.models import Avg, BigIntegerField, Count, Min, OuterRef, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, ExtractHour, ExtractIsoWeekDay, TruncDay, TruncHour
 from django.utils import timezone
 
 from apps.core.audit import records_actor
@@ -25,6 +26,7 @@ from apps.tasks.models import Assignment, Task, TaskEvent
 from .models import Alert, MetricSnapshot, Review, Webhook, WebhookDelivery
 
 SUBMISSION_EVENTS = [TaskEvent.Type.SUBMITTED, TaskEvent.Type.RESUBMITTED]
+DECISION_EVENTS = [TaskEvent.Type.APPROVED, TaskEvent.Type.REJECTED, TaskEvent.Type.FIXED, TaskEvent.Type.ESCALATED]
 
 
 def _throughput(project, now):
@@ -117,7 +119,13 @@ def _eta_range(eta, per_day, now):
 
 def _review_backlog(project, now):
     """What waits for review now (the portal home's definition) and the review latency per UTC day (last 30 days):
-    decided reviews and their mean seconds from submission to decision."""
+    review decisions and their mean seconds from submission to decision.
+
+    Past days do not change (decisions are events, appended at the time they are made): the days before the one
+    of the previous progress snapshot are taken from it, and only the decisions since the start of that day are
+    read again, so a recompute costs a day's decisions, not a month's."""
+    from datetime import datetime, time
+
     from apps.tasks.models import Annotation
 
     from .engine import SecondsBetween
@@ -126,17 +134,29 @@ def _review_backlog(project, now):
         task__project=project, is_current=True, needs_review=True,
         status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
         assignment__status=Assignment.Status.SUBMITTED).aggregate(n=Count("id"), oldest=Min("submitted_at"))
-    latency = (Review.objects.filter(annotation__task__project=project, decided_at__gte=now - timedelta(days=30))
-               .annotate(bucket=TruncDay("decided_at"))
-               .values("bucket").annotate(n=Count("id"),
-                                          seconds=Avg(SecondsBetween("decided_at", "annotation__submitted_at")))
+    first_day = (now - timedelta(days=30)).date()
+    previous = progress_latest(project)
+    known = (previous.values.get("review", {}).get("latency_per_day")
+             if previous is not None and previous.computed_at <= now else None)
+    since = datetime.combine(previous.computed_at.date(), time.min, tzinfo=UTC) if known is not None else None
+    kept = [row for row in known or [] if first_day.isoformat() <= row["date"] < since.date().isoformat()]
+    # From the decision events (the (project, type, at) index; reviews themselves have no project column), each
+    # with the submission time of the annotation it decided (by primary key, from the event's payload).
+    submitted = Annotation.objects.filter(pk=OuterRef("annotation_id")).values("submitted_at")[:1]
+    start = max(since, now - timedelta(days=30)) if since else now - timedelta(days=30)
+    latency = (TaskEvent.objects.filter(project=project, type__in=DECISION_EVENTS, at__gte=start, at__lte=now,
+                                        actor__isnull=False)  # a reviewer's decision, not the system's escalation
+               .annotate(annotation_id=Cast(KeyTextTransform("annotation", "payload"), BigIntegerField()))
+               .annotate(bucket=TruncDay("at"), submitted=Subquery(submitted))
+               .values("bucket").annotate(n=Count("id"), seconds=Avg(SecondsBetween("at", "submitted")))
                .order_by("bucket"))
     return {
         "backlog": waiting["n"],
         "oldest_seconds": (now - waiting["oldest"]).total_seconds() if waiting["oldest"] else None,
-        "latency_per_day": [{"date": row["bucket"].date().isoformat(), "decided": row["n"],
-                             "mean_latency_seconds": round(row["seconds"], 1) if row["seconds"] is not None else None}
-                            for row in latency],
+        "latency_per_day": kept + [
+            {"date": row["bucket"].date().isoformat(), "decided": row["n"],
+             "mean_latency_seconds": round(row["seconds"], 1) if row["seconds"] is not None else None}
+            for row in latency],
     }
 
 

@@ -123,6 +123,9 @@ def test_the_json_carries_the_api_figures_and_the_page_shows_them(world, client)
     assert api["progress"]["accepted_pct"] == pytest.approx(16.67)
     assert sum(sum(row) for row in api["throughput"]["heatmap"]["submitted"]) == 3
     assert data["quality"]["error_types"] == [{"code": "wrong_label", "name": "Wrong label", "count": 1}]
+    # two decisions today (an approval, a rejection), each made moments after its submission
+    latency = data["review"]["latency_per_day"]
+    assert [row["decided"] for row in latency] == [2] and 0 <= latency[0]["mean_latency_seconds"] < 60
     # and the page shows the same numbers
     html = client.get(URL.format(world.project.pk)).content.decode()
     assert 'id="kpi-accepted-pct">16.7 %' in html
@@ -257,3 +260,22 @@ def test_the_page_runs_a_fixed_number_of_queries_whatever_the_size(world, client
     assert before[""] == QUERIES_HTML
     batch = project.batches.first()
     assert queries(client, world.manager, project, f"?batch={batch.pk}") == QUERIES_HTML + 2  # the batch, its snapshot
+
+
+def test_the_review_latency_of_past_days_is_carried_over_and_today_recomputed(world):
+    project = world.project
+    latest = quality_services.progress_latest(project)
+    today = timezone.now().date()
+    # given the last snapshot's latency series: an old day past the 30-day window, a day of last week, today's
+    old, last_week = (today - timedelta(days=40)).isoformat(), (today - timedelta(days=6)).isoformat()
+    latest.values["review"]["latency_per_day"] = [
+        {"date": old, "decided": 9, "mean_latency_seconds": 1.0},
+        {"date": last_week, "decided": 7, "mean_latency_seconds": 3600.0},
+        {"date": today.isoformat(), "decided": 99, "mean_latency_seconds": 5.0}]
+    latest.save(update_fields=["values"])
+    # when the progress is computed again
+    rows = quality_services.progress_compute(project)["review"]["latency_per_day"]
+    # then last week's figures are taken as they were, the old day is dropped, today is read from the events
+    assert [row["date"] for row in rows] == [last_week, today.isoformat()]
+    assert rows[0] == {"date": last_week, "decided": 7, "mean_latency_seconds": 3600.0}
+    assert rows[1]["decided"] == 2
