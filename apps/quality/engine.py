@@ -521,12 +521,23 @@ def window_median(window):
     return True, (window["values"][low] + window["values"][high]) / 2
 
 
-def _windows_by_group(groups, values, n_groups):
-    """One window per group index (values sorted within each group)."""
-    order = np.lexsort((values, groups))
-    ordered, grouped = values[order], groups[order]
-    bounds = np.searchsorted(grouped, np.arange(n_groups + 1))
-    return [window_of(ordered[bounds[i]:bounds[i + 1]]) for i in range(n_groups)]
+def _windows_by_group(groups, values, n_groups, half=None):
+    """One window per group index: the groups' values apart (a stable sort of small integers), then in each only
+    the values around the median put in order (np.partition), not the whole group."""
+    half = WINDOW_HALF if half is None else half
+    order = np.argsort(np.asarray(groups, dtype=np.int32), kind="stable")
+    bounds = np.searchsorted(np.asarray(groups)[order], np.arange(n_groups + 1))
+    windows = []
+    for i in range(n_groups):
+        group = values[order[bounds[i]:bounds[i + 1]]]
+        n = len(group)
+        if not n:
+            windows.append(window_of([]))
+            continue
+        start, end = max(0, (n - 1) // 2 - half), min(n, n // 2 + half + 1)
+        group = np.partition(group, [start, end - 1])  # the window's ends in place, smaller before, larger after
+        windows.append({"below": start, "values": np.sort(group[start:end]).tolist(), "above": n - end})
+    return windows
 
 
 # --- the sums behind every other figure -----------------------------------------------------------------------------
@@ -1010,9 +1021,9 @@ def _pair_tables(annotators, first, second, x, y, k):
     low = np.where(swap, annotators[second], annotators[first])
     high = np.where(swap, annotators[first], annotators[second])
     x, y = np.where(swap, y, x), np.where(swap, x, y)
-    ids, index = np.unique(np.concatenate([low, high]), return_inverse=True)
+    ids = np.unique(annotators)
     n = len(ids)
-    cell = (index[:len(low)] * n + index[len(low):]) * k * k + x * k + y
+    cell = (np.searchsorted(ids, low) * n + np.searchsorted(ids, high)) * k * k + x * k + y
     tables = np.bincount(cell, minlength=n * n * k * k).reshape(n * n, k * k)
     return {f"{ids[p // n]}:{ids[p % n]}": tables[p].tolist() for p in np.flatnonzero(tables.any(axis=1))}
 

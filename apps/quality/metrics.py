@@ -385,15 +385,20 @@ def consensus_dawid_skene(labels, n_categories=None, *, max_iter=200, tol=1e-5, 
         raise ValueError("Dawid–Skene needs at least one label (pass n_categories).")
     n_votes = counts.sum(axis=1)
     seen = n_votes > 0
-    given = _given_labels(matrix[seen], k)
-    posterior = counts[seen] / n_votes[seen, None]
-    given_by_coder = given.T.tocsr()
+    # Units with the same labels from the same coders have the same posterior: EM runs once per distinct pattern,
+    # each weighted by how many units share it (the same sums, far fewer rows when coders and labels are few).
+    patterns, pattern_of, weight = _label_patterns(matrix[seen])
+    given = _given_labels(patterns, k)
+    pattern_counts = category_counts(patterns, k)
+    posterior = pattern_counts / pattern_counts.sum(axis=1, keepdims=True)
+    weighted_by_coder = given.T.tocsr()
     converged, iteration = False, 0
     for iteration in range(1, max_iter + 1):
         # M-step: expected counts of (coder, given label, true label), then per coder P(given | true).
-        confusion = (given_by_coder @ posterior).reshape(n_coders, k, k).transpose(0, 2, 1) + smoothing
+        weighted = posterior * weight[:, None]
+        confusion = (weighted_by_coder @ weighted).reshape(n_coders, k, k).transpose(0, 2, 1) + smoothing
         confusion /= confusion.sum(axis=2, keepdims=True)
-        priors = posterior.sum(axis=0) + smoothing
+        priors = weighted.sum(axis=0) + smoothing
         priors /= priors.sum()
         updated = _posterior(given, np.log(confusion), np.log(priors))  # E-step
         change = np.abs(updated - posterior).max() if len(updated) else 0.0
@@ -402,10 +407,26 @@ def consensus_dawid_skene(labels, n_categories=None, *, max_iter=200, tol=1e-5, 
             converged = True
             break
     full = np.tile(priors, (n_units, 1))
-    full[seen] = posterior
+    full[seen] = posterior[pattern_of]
     return {"posterior": full, "labels": np.where(seen, full.argmax(axis=1), -1),
             "confidence": np.where(seen, full.max(axis=1), np.nan), "confusion": confusion, "priors": priors,
             "iterations": iteration, "converged": converged}
+
+
+def _label_patterns(matrix):
+    """The distinct rows of a units × coders label matrix (NaN: missing), which row each unit has, and how many
+    units have each."""
+    if not len(matrix):
+        return matrix, np.zeros(0, dtype=np.intp), np.zeros(0)
+    codes = np.where(np.isnan(matrix), -1, matrix).astype(np.int64)
+    base = int(codes.max()) + 2
+    if base ** codes.shape[1] < 2 ** 62:  # each row as one integer (base-k digits): one sort of integers
+        rows = codes @ (base ** np.arange(codes.shape[1], dtype=np.int64)) + (base ** codes.shape[1] - 1) // (base - 1)
+    else:
+        rows = codes
+    _patterns, first, pattern_of, weight = np.unique(rows, axis=0 if rows.ndim == 2 else None, return_index=True,
+                                                     return_inverse=True, return_counts=True)
+    return matrix[first], pattern_of.reshape(-1), weight.astype(float)
 
 
 # --- annotators -----------------------------------------------------------------------------------------------------
