@@ -7,7 +7,8 @@ caller's own figures and the team's anonymised distribution.
 
 import statistics
 
-from django.db.models import Q
+from datetime import datetime
+
 from rest_framework.fields import DateTimeField
 
 from apps.annotators.models import Team
@@ -18,9 +19,9 @@ from apps.quality.selectors import snapshot_latest
 from apps.tasks.models import Clarification
 
 from .people_trends import KIND as TRENDS_KIND
-from .people_trends import TREND_FIGURES
+from .people_trends import TREND_FIGURES, feedback_items, feedback_reviews
 
-FEEDBACK_LIMIT = 30
+FEEDBACK_LIMIT = 30  # people_trends.FEEDBACK_PER_ANNOTATOR keeps as many
 CLARIFICATION_LIMIT = 30
 # The columns of the annotator table, in the API's names (GET /projects/{id}/annotators/).
 TABLE_FIGURES = ("submitted", "median_lead_time_seconds", "difficulty_adjusted_speed", "acceptance_rate",
@@ -131,26 +132,30 @@ def annotator_membership(*, project, user_id):
             .select_related("user").first())
 
 
-def feedback_list(*, project, annotator, limit=FEEDBACK_LIMIT):
+def feedback_list(*, project, annotator, trends, limit=FEEDBACK_LIMIT):
     """Decided reviews of the annotator's work that say something (a comment, or anything but a plain approval),
-    most recent first, without the reviewer: [{"review_id", "task_id", "decision", "error_types", "comment",
-    "decided_at"}]. Two queries (the reviews, their error types), whatever their number.
+    newest first, without the reviewer: [{"review_id", "task_id", "decision", "decision_display", "error_types",
+    "comment", "decided_at"}].
 
-    Ordered by id, newest first (reviews are written in time order): the database walks the primary key backwards
-    and stops at `limit`, instead of sorting all of an annotator's reviews.
+    The worker keeps each annotator's latest ones in the people_trends snapshot (`trends`, its values) with the
+    review id up to which it read; the reviews written since are read here, by a range of the primary key (a
+    handful of rows, however many reviews the project has). Two queries, one when there is nothing new.
     """
-    reviews = list(Review.objects.filter(annotation__annotator=annotator, annotation__task__project_id=project.pk,
-                                         decided_at__isnull=False)
-                   .filter(Q(comment__gt="") | ~Q(decision=Review.Decision.APPROVE))
-                   .values("pk", "annotation__task_id", "decision", "comment", "decided_at").order_by("-pk")[:limit])
-    names = {}
-    for review_id, name in (Review.error_types.through.objects.filter(review_id__in=[r["pk"] for r in reviews])
-                            .values_list("review_id", "errortype__name").order_by("errortype__name")):
-        names.setdefault(review_id, []).append(name)
+    annotator_id = getattr(annotator, "pk", annotator)
+    live = feedback_reviews(project).filter(annotation__annotator_id=annotator_id)
+    watermark = trends.get("feedback_watermark")
+    if watermark is not None:
+        live = live.filter(pk__gt=watermark)
+    items = feedback_items(live.order_by("-pk")[:limit])
+    seen = {item["review_id"] for item in items}
+    items += [{**item, "decided_at": datetime.fromisoformat(item["decided_at"])}
+              for item in trends.get("feedback", {}).get(str(annotator_id), []) if item["review_id"] not in seen]
     labels = dict(Review.Decision.choices)
-    return [{"review_id": r["pk"], "task_id": r["annotation__task_id"], "decision": r["decision"],
-             "decision_display": str(labels.get(r["decision"], r["decision"])), "error_types": names.get(r["pk"], []),
-             "comment": r["comment"], "decided_at": api_datetime(r["decided_at"])} for r in reviews]
+    return [{"review_id": item["review_id"], "task_id": item["task_id"], "decision": item["decision"],
+             "decision_display": str(labels.get(item["decision"], item["decision"])),
+             "error_types": item["error_types"], "comment": item["comment"],
+             "decided_at": api_datetime(item["decided_at"])}
+            for item in sorted(items, key=lambda item: -item["review_id"])[:limit]]
 
 
 def clarification_list(*, project, annotator, open_only=False, limit=CLARIFICATION_LIMIT):

@@ -5,7 +5,8 @@ Per annotator and ISO week (Monday 00:00 UTC) of the last TREND_WEEKS weeks: sub
 acceptance rate (reviews decided that week) and gold accuracy (annotator-written versions submitted that week on gold
 tasks, scored as METRICS.md scores them), plus the team's anonymised distribution of each figure per week. Per
 annotator also the tasks they found hardest (their lead time on their current annotation against the task's median
-over everyone who did it) and their recent misses on gold tasks.
+over everyone who did it), their recent misses on gold tasks and the latest feedback of reviews on their work (the
+pages add the reviews written since, by id: an annotator's feedback is never older than the page).
 
 One streamed query over the project's annotator-written versions into numpy (as the quality engine reads them), one
 GROUP BY over the reviews (TruncWeek) and one query over the gold versions of the window.
@@ -15,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Count, F, Q, Value
+from django.db.models import Count, F, Min, Q, Value, Window
 from django.db.models import DateTimeField as DateTimeOutput
-from django.db.models.functions import Coalesce, TruncWeek
+from django.db.models.functions import Coalesce, RowNumber, TruncWeek
 from django.utils import timezone
 
 from apps.quality import metrics
@@ -30,6 +31,7 @@ KIND = "people_trends"
 TREND_WEEKS = 12
 HARDEST_PER_ANNOTATOR = 10
 GOLD_MISSES_PER_ANNOTATOR = 10
+FEEDBACK_PER_ANNOTATOR = 30
 TREND_FIGURES = ("submitted", "median_lead_time_seconds", "acceptance_rate", "gold_accuracy")
 EPOCH_MONDAY = datetime(1970, 1, 5, tzinfo=UTC)  # week 0 starts on this Monday
 WEEK_SECONDS = 7 * 86400
@@ -111,6 +113,46 @@ def _hardest(rows, annotator_ids):
     return hardest
 
 
+def feedback_reviews(project):
+    """Decided reviews of the project that tell the annotator something (a comment, or anything but a plain
+    approval), without who reviewed."""
+    return (Review.objects.filter(annotation__task__project_id=project.pk, decided_at__isnull=False)
+            .filter(Q(comment__gt="") | ~Q(decision=Review.Decision.APPROVE)))
+
+
+def feedback_items(reviews):
+    """[{"review_id", "annotator_id", "task_id", "decision", "error_types" (names), "comment", "decided_at"}] of a
+    queryset of reviews, newest first: two queries."""
+    rows = list(reviews.values("pk", "annotation__annotator_id", "annotation__task_id", "decision", "comment",
+                               "decided_at"))
+    names = {}
+    if rows:
+        for review_id, name in (Review.error_types.through.objects.filter(review_id__in=[r["pk"] for r in rows])
+                                .values_list("review_id", "errortype__name").order_by("errortype__name")):
+            names.setdefault(review_id, []).append(name)
+    return [{"review_id": r["pk"], "annotator_id": r["annotation__annotator_id"], "task_id": r["annotation__task_id"],
+             "decision": r["decision"], "error_types": names.get(r["pk"], []), "comment": r["comment"],
+             "decided_at": r["decided_at"]} for r in rows]
+
+
+def _feedback(project, now):
+    """Each annotator's latest FEEDBACK_PER_ANNOTATOR feedback items (picked in the database by a window), and the
+    watermark: reviews with a larger id are read live by the pages. Reviews still open (started in the last day)
+    keep the watermark below them, so that their decision, when it comes, is read live too."""
+    newest = (Review.objects.order_by("-pk").values_list("pk", flat=True).first()) or 0
+    open_since = (Review.objects.filter(annotation__task__project_id=project.pk, decided_at__isnull=True,
+                                        started_at__gte=now - timedelta(days=1)).aggregate(first=Min("pk"))["first"])
+    watermark = min(newest, open_since - 1) if open_since else newest
+    ranked = (feedback_reviews(project).filter(pk__lte=watermark)
+              .annotate(rank=Window(RowNumber(), partition_by=[F("annotation__annotator_id")], order_by=F("pk").desc()))
+              .filter(rank__lte=FEEDBACK_PER_ANNOTATOR).order_by("-pk"))
+    by_annotator = {}
+    for item in feedback_items(ranked):
+        annotator = str(item.pop("annotator_id"))
+        by_annotator.setdefault(annotator, []).append({**item, "decided_at": item["decided_at"].isoformat()})
+    return by_annotator, watermark
+
+
 def people_trends_compute(project, *, now=None):
     """The snapshot values (see the module docstring) of one project; writes nothing."""
     now = now or timezone.now()
@@ -172,6 +214,7 @@ def people_trends_compute(project, *, now=None):
     np.divide(gold_sum, gold_n, out=gold_accuracy, where=gold_n > 0)
 
     hardest = _hardest(rows, annotator_ids)
+    feedback, feedback_watermark = _feedback(project, now)
     shown_tasks = {t[0] for items in hardest.values() for t in items} | {
         m["task_id"] for items in misses.values() for m in items[-GOLD_MISSES_PER_ANNOTATOR:]}
     external = dict(Task.objects.filter(pk__in=shown_tasks).values_list("pk", "external_id")) if shown_tasks else {}
@@ -202,6 +245,8 @@ def people_trends_compute(project, *, now=None):
         "gold_misses": {str(int(annotator_ids[i])): [
             {**m, "external_id": external.get(m["task_id"]), "submitted_at": m["submitted_at"].isoformat()}
             for m in reversed(items[-GOLD_MISSES_PER_ANNOTATOR:])] for i, items in misses.items()},
+        "feedback": feedback,
+        "feedback_watermark": feedback_watermark,
         "computed_at": now.isoformat(),
     }
 

@@ -182,7 +182,7 @@ def annotator(request, project_id, user_id):
         "hardest": trends.get("hardest", {}).get(str(user_id), []),
         "gold_misses": trends.get("gold_misses", {}).get(str(user_id), []),
         "clarifications": selectors.clarification_list(project=project, annotator=user_id),
-        "feedback": selectors.feedback_list(project=project, annotator=user_id),
+        "feedback": selectors.feedback_list(project=project, annotator=user_id, trends=trends),
     }
     tables = _person_tables(data, data["trend"])
     tables["hardest"] = lambda: (["task_id", "external_id", "lead_time_seconds", "task_median_seconds", "ratio",
@@ -218,7 +218,7 @@ def my_stats(request, project_id):
         **figures,
         "trend": {**selectors.trends_of(trends, request.user.pk), "computed_at": trends_at},
         "error_types": [{"code": code, "name": names.get(code, code), "count": n} for code, n in errors],
-        "feedback": selectors.feedback_list(project=project, annotator=request.user),
+        "feedback": selectors.feedback_list(project=project, annotator=request.user, trends=trends),
         "clarifications": selectors.clarification_list(project=project, annotator=request.user, open_only=True),
     }
     tables = _person_tables(data, data["trend"])

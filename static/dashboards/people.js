@@ -176,7 +176,8 @@
                       corner(1, 1, t("fast and careful"), "right", "top"),
                       corner(0, 0, t("slow and careless"), "left", "bottom")],
       });
-      node.on && node.on("plotly_click", (event) => {
+      if (node.removeAllListeners) node.removeAllListeners("plotly_click");  // one handler across redraws
+      if (node.on) node.on("plotly_click", (event) => {
         const id = event.points && event.points[0] && event.points[0].customdata;
         const row = document.querySelector('tr[data-annotator="' + Number(id) + '"] a');
         if (row) global.location.href = row.href;

@@ -358,9 +358,12 @@ def test_query_counts_are_fixed(world, django_assert_num_queries, page):
     user = world.alpha if page == "mine" else world.manager
     client = client_for(user)
     url = {"team": team_url(world), "annotator": annotator_url(world, world.alpha), "mine": mine_url(world)}[page]
-    # session, user, project, guardian (user, group), the snapshots, then: teams | membership, error types,
-    # questions, reviews and their error types | error types, reviews and their error types, questions
-    expected = {"team": 8, "annotator": 12, "mine": 11}[page]
+    # session, user, project, guardian, the two snapshots, then: teams | membership, error type names, questions,
+    # new reviews and their error types | error type names, new reviews and their error types, questions
+    expected = {"team": 7, "annotator": 11, "mine": 10}[page]
+    # feedback since the worker's pass, read live (and more of it once the project grows)
+    services.review_reject(annotation=world.annotations[(world.alpha.pk, world.gold.pk)], reviewer=world.reviewer,
+                           error_types=["boundary"], comment="since the pass")
     client.get(url)
 
     with django_assert_num_queries(expected):
@@ -398,3 +401,15 @@ def test_a_stale_trends_snapshot_is_shown_while_it_is_recomputed(world):
 
     trends.refresh_from_db()
     assert trends.computed_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_feedback_written_after_the_worker_s_pass_shows_at_once(world):
+    annotation = world.annotations[(world.bravo.pk, world.gold.pk)]
+    services.review_reject(annotation=annotation, reviewer=world.reviewer, error_types=["boundary"],
+                           comment="New today")
+
+    data = client_for(world.bravo).get(mine_url(world) + "?format=json").json()
+
+    assert [(f["comment"], f["error_types"]) for f in data["feedback"]] == [("New today", ["Boundary"])]
+    alpha = client_for(world.alpha).get(mine_url(world) + "?format=json").json()
+    assert [f["comment"] for f in alpha["feedback"]] == [COMMENT]  # from the worker's snapshot

@@ -146,3 +146,17 @@ def test_the_snapshot_is_one_row_per_project_replaced():
     assert rows.count() == 1 and first.pk == second.pk
     assert rows.get().computed_at == NOW + timedelta(hours=1)
     assert people_trends_recompute(999_999) is None
+
+
+def test_the_latest_feedback_per_annotator_and_the_watermark_below_open_reviews():
+    trio = Trio()
+    first, second, third = (trio.submit(trio.a, task, LAST_WEEK, 10) for task in trio.tasks[:3])
+    services.review_reject(annotation=first, reviewer=trio.reviewer, error_types=["wrong_label"], comment="Ears")
+    services.review_approve(annotation=second, reviewer=trio.reviewer)  # a plain approval says nothing
+    opened = services.review_start(annotation=third, reviewer=trio.reviewer)
+
+    values = people_trends_compute(trio.project, now=datetime.now(UTC))
+
+    [item] = values["feedback"][str(trio.a.pk)]
+    assert (item["comment"], item["error_types"], item["decision"]) == ("Ears", ["Wrong label"], "reject")
+    assert values["feedback_watermark"] == opened.pk - 1  # its decision will be read live
