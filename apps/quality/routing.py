@@ -103,11 +103,11 @@ def _route_extra_annotator(project, low, now):
                  .alias(n=n).filter(n__gte=F("extra_annotations") + project.overlap).order_by("pk"))
     if not tasks:
         return []
+    # One UPDATE (the rows are locked): bulk_update's CASE per row grows with the square of a big first pass.
+    Task.objects.filter(pk__in=[t.pk for t in tasks]).update(extra_annotations=F("extra_annotations") + 1,
+                                                             routed_at=now, updated_at=now)
     for task in tasks:
-        task.extra_annotations += 1
-        task.routed_at = now
-        task.updated_at = now
-    Task.objects.bulk_update(tasks, ["extra_annotations", "routed_at", "updated_at"])
+        task.extra_annotations, task.routed_at, task.updated_at = task.extra_annotations + 1, now, now
     agreement_of = dict(low.filter(task_id__in=[t.pk for t in tasks]).values_list("task_id", "agreement"))
     _routed_record(tasks, project, ROUTING.EXTRA_ANNOTATOR, agreement_of, now)
     for task in tasks:
