@@ -82,10 +82,10 @@ def bench_project(n):
         with connection.cursor() as cursor:
             cursor.execute("""
                 INSERT INTO tasks_task (created_at, updated_at, external_id, data, status, priority, is_gold,
-                                        random_key, batch_id, project_id)
+                                        random_key, extra_annotations, batch_id, project_id)
                 SELECT now(), now(), 'next-' || g,
                        jsonb_build_object('text', 'Review ' || g || %(text)s),
-                       'new', 0, false, random(), %(batch)s, %(project)s
+                       'new', 0, false, random(), 0, %(batch)s, %(project)s
                 FROM generate_series(1, %(n)s) AS g""",
                            {"batch": batch.pk, "project": project.pk, "n": n,
                             "text": ": the delivery was on time and the box was intact."})

@@ -16,7 +16,7 @@ again before answering "nothing left". SQLite serialises writers instead.
 import random
 
 from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -172,8 +172,8 @@ def _per_task_count(assignments):
                              .annotate(n=Count("id")).values("n")), 0)
 
 
-def _open_candidates(project, batch, statuses, search):
-    tasks = (Task.objects.filter(batch=batch, status__in=statuses, is_gold=False)
+def _open_candidates(project, batch_id, statuses, search):
+    tasks = (Task.objects.filter(batch_id=batch_id, status__in=statuses, is_gold=False)
              .alias(mine=_per_task_count(Assignment.objects.filter(annotator=search.annotator))).filter(mine=0))
     if search.passed:
         tasks = tasks.exclude(pk__in=search.passed)
@@ -268,10 +268,25 @@ class AnnotatorPausedError(TransitionError):
     """The annotator's membership is paused: no new task until a lead lifts the pause (a 409)."""
 
 
+def _paused_memberships(project, annotator):
+    return Membership.objects.filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR,
+                                     paused_at__isnull=False)
+
+
 def annotator_is_paused(project, annotator):
     """Is the annotator's annotator membership of the project paused (Membership.paused_at set)?"""
-    return Membership.objects.filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR,
-                                     paused_at__isnull=False).exists()
+    return _paused_memberships(project, annotator).exists()
+
+
+def _active_batches_unless_paused(project, annotator):
+    """The ids of the project's active batches, highest priority first; AnnotatorPausedError when the annotator is
+    paused. One query: the pause is read along with the batches (on its own only when no batch is active)."""
+    rows = list(Batch.objects.filter(project=project, status=Batch.Status.ACTIVE).order_by("-priority", "id")
+                .annotate(paused=Exists(_paused_memberships(project, annotator))).values_list("pk", "paused"))
+    if rows[0][1] if rows else annotator_is_paused(project, annotator):
+        raise AnnotatorPausedError(
+            _("Your work on this project is paused while a lead reviews your recent results."), current="paused")
+    return [batch_id for batch_id, _paused in rows]
 
 
 def next_task_assign(*, project, annotator, now=None):
@@ -285,9 +300,7 @@ def next_task_assign(*, project, annotator, now=None):
     current = _held_or_rework(project, annotator, now)
     if current is not None:
         return current
-    if annotator_is_paused(project, annotator):
-        raise AnnotatorPausedError(
-            _("Your work on this project is paused while a lead reviews your recent results."), current="paused")
+    batch_ids = _active_batches_unless_paused(project, annotator)
     search = _Search(annotator)
     for _attempt in range(ASSIGN_ATTEMPTS):
         search.contended, search.busy = False, []
@@ -295,7 +308,7 @@ def next_task_assign(*, project, annotator, now=None):
         # being assigned.
         assignment = _gold_assign(project, search) if _gold_due(project, annotator) else None
         if assignment is None:
-            assignment = _open_assign(project, search) or _busy_assign(search)
+            assignment = _open_assign(project, batch_ids, search) or _busy_assign(search)
         if assignment is not None:
             return assignment
         if not search.contended:
@@ -303,14 +316,13 @@ def next_task_assign(*, project, annotator, now=None):
     return None
 
 
-def _open_assign(project, search):
-    batches = project.batches.filter(status=Batch.Status.ACTIVE).order_by("-priority", "id")
+def _open_assign(project, batch_ids, search):
     # Started tasks with a free slot go first so that tasks finish; one query reads them all (they are few: no more
     # than the work in hand), by priority like the fresh ones. With overlap 1 only a task that routing gave extra
     # annotators can have a free slot once started.
-    for batch in batches:
+    for batch_id in batch_ids:
         for statuses in (STARTED, (Task.Status.OPEN,)):
-            assignment = _open_candidates(project, batch, statuses, search)
+            assignment = _open_candidates(project, batch_id, statuses, search)
             if assignment is not None:
                 return assignment
     return None

@@ -79,12 +79,14 @@ def assignment_list_for_annotator(*, user, project=None, statuses=None):
 
 
 def assignment_get_for_annotator(*, user, assignment_id):
-    """The annotator's own assignment, else Assignment.DoesNotExist (a 404)."""
+    """The annotator's own assignment in a project where they (still) annotate, else Assignment.DoesNotExist (a
+    404). One fetch and `has_project_perm` (permission rows read once per request): the submit hot path."""
     if not _signed_in(user):
         raise Assignment.DoesNotExist
-    return Assignment.objects.select_related("task__project").get(
-        pk=assignment_id, annotator=user, task__project__in=project_list(user=user, perm=ANNOTATE)
-    )
+    assignment = Assignment.objects.select_related("task__project").get(pk=assignment_id, annotator=user)
+    if not has_project_perm(user, assignment.task.project, ANNOTATE):
+        raise Assignment.DoesNotExist("Assignment matching query does not exist.")
+    return assignment
 
 
 def annotation_list(*, user, task):

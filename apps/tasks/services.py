@@ -54,7 +54,8 @@ def _lock_task(task_id, skip_locked=False):
     """The task, locked, with its project and batch; with `skip_locked`, None when another transaction holds it."""
     # Only the task row (OF self): without it PostgreSQL also locks the joined project and batch rows, and every
     # transition of a project would wait for every other one.
-    tasks = Task.objects.select_for_update(of=("self",), skip_locked=skip_locked).select_related("project", "batch")
+    tasks = Task.objects.select_for_update(of=("self",), skip_locked=skip_locked).select_related(
+        "project__current_guideline", "batch")  # the guideline: a submission records its version
     return tasks.filter(pk=task_id).first() if skip_locked else tasks.get(pk=task_id)
 
 

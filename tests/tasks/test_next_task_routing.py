@@ -224,3 +224,59 @@ def test_next_gives_a_paused_annotator_their_held_task_and_they_may_submit_it(cr
     assert again.status_code == 200 and again.json()["assignment"]["id"] == first["assignment"]["id"]
     assert submitted.status_code == 201
     assert after.status_code == 409 and after.json()["detail"] == PAUSED_MESSAGE
+
+
+# --- the hot paths' plain renderings equal the serializers' --------------------------------------------------------
+
+
+@pytest.mark.parametrize("show_all", [False, True])
+def test_the_plain_renderings_of_next_and_submit_equal_the_serializers(crew, show_all):
+    from apps.tasks.api import serializers as s
+
+    factories.tasks(crew.batch, 1, data={"text": "ünïcode ✓", "language": "de"})
+    a = crew.annotators[0]
+    assignment = take(crew, a)
+    annotation = services.assignment_submit(assignment=assignment, actor=a, result={"label": "dog"}, notes="n",
+                                            lead_time_seconds=12)
+    assignment.refresh_from_db()
+
+    assert s.assignment_brief(assignment) == s.AssignmentBriefSerializer(assignment).data
+    assert s.task_brief(assignment.task) == s.TaskBriefSerializer(assignment.task).data
+    assert s.annotation_body(annotation, show_all=show_all) == s.AnnotationSerializer(
+        annotation, context={"show_all": show_all}).data
+    live = take(crew, crew.annotators[1])
+    assert s.assignment_brief(live)["lease_expires_at"] == s.AssignmentBriefSerializer(live).data["lease_expires_at"]
+    assert s.assignment_brief(live)["lease_expires_at"].endswith("Z")
+
+
+def test_a_paused_annotator_is_told_so_even_when_no_batch_is_active(crew):
+    factories.tasks(crew.batch, 1)
+    crew.batch.status = "paused"
+    crew.batch.save(update_fields=["status"])
+    a = crew.annotators[0]
+    pause(crew, a)
+
+    with pytest.raises(AnnotatorPausedError):
+        take(crew, a)
+
+
+# --- the hot paths stay lean (query counts pinned; timings are in bench/next_task.py) -----------------------------
+
+
+def test_next_and_submit_over_the_api_take_a_pinned_number_of_queries(crew, django_assert_max_num_queries):
+    factories.tasks(crew.batch, 3)
+    a, b = crew.annotators[:2]
+    first = client_for(a).post(f"/api/v1/projects/{crew.project.pk}/next/", {}, format="json").json()
+    client = client_for(b)
+
+    # token, project, permissions, expiry, held work, batches + pause, started candidates, the assignment
+    # (lock, slots, insert, history, event, status) and BEGIN/COMMIT/savepoints
+    with django_assert_max_num_queries(17):
+        second = client.post(f"/api/v1/projects/{crew.project.pk}/next/", {}, format="json")
+    assert second.json()["task"]["id"] == first["task"]["id"]  # the started task's free slot
+    # token, assignment, permissions, locks, sanity rules, versions, annotation + history, assignment + history,
+    # event, status, final result, task + history, accepted event, webhooks
+    with django_assert_max_num_queries(22):
+        submitted = client.post(f"/api/v1/assignments/{second.json()['assignment']['id']}/submit/",
+                                {"result": {"label": "cat"}}, format="json")
+    assert submitted.status_code == 201 and submitted.json()["reviews"] == []

@@ -64,6 +64,46 @@ class ReviewSerializer(serializers.ModelSerializer):
                   "started_at", "decided_at"]
 
 
+# Plain renderings of the hot paths (next task, submit): what the serializers above and below give for the same
+# object, without building a ModelSerializer per request. tests/tasks/test_next_task_routing.py compares them.
+_datetime = serializers.DateTimeField()
+
+
+def task_brief(task):
+    """TaskBriefSerializer(task).data"""
+    return {"id": task.pk, "data": task.data}
+
+
+def assignment_brief(assignment):
+    """AssignmentBriefSerializer(assignment).data"""
+    return {"id": assignment.pk, "status": assignment.status,
+            "lease_expires_at": _datetime.to_representation(assignment.lease_expires_at)}
+
+
+def annotation_body(annotation, *, show_all, fresh=False):
+    """AnnotationSerializer(annotation, context={"show_all": show_all}).data; `fresh`: written just now, so without
+    reviews (not read)."""
+    body = {
+        "id": annotation.pk, "task": annotation.task_id, "assignment": annotation.assignment_id,
+        "annotator": annotation.annotator.username if annotation.annotator_id else None,
+        "author": annotation.author.username if annotation.author_id else None,
+        "version": annotation.version, "source": annotation.source, "result": annotation.result,
+        "notes": annotation.notes,
+        "lead_time_seconds": None if annotation.lead_time_seconds is None else float(annotation.lead_time_seconds),
+        "guideline_version": annotation.guideline_version, "status": annotation.status,
+        "is_current": annotation.is_current, "needs_review": annotation.needs_review,
+        "submitted_at": _datetime.to_representation(annotation.submitted_at),
+        "reviews": [],
+    }
+    reviews = [] if fresh else list(annotation.reviews.select_related("reviewer").prefetch_related("error_types"))
+    if reviews:  # a replayed submission that was reviewed meanwhile
+        body["reviews"] = ReviewSerializer(reviews, many=True).data
+    if not show_all:
+        for field in STAFF_ONLY_ANNOTATION_FIELDS:
+            body.pop(field, None)
+    return body
+
+
 class AnnotationSerializer(serializers.ModelSerializer):
     annotator = serializers.SlugRelatedField(slug_field="username", read_only=True)
     author = serializers.SlugRelatedField(slug_field="username", read_only=True)

@@ -121,17 +121,18 @@ class NextTaskView(APIView):
     @idempotent
     def post(self, request, project_id):
         project = project_for(request, project_id, ANNOTATE)
-        options = s.NextTaskRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
-        options.is_valid(raise_exception=True)
+        start = False
+        if isinstance(request.data, dict) and request.data:  # an empty body asks for nothing: no serializer
+            options = s.NextTaskRequestSerializer(data=request.data)
+            options.is_valid(raise_exception=True)
+            start = options.validated_data["start"]
         assignment = next_task_assign(project=project, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        if options.validated_data["start"] and assignment.status in (Assignment.Status.ASSIGNED,
-                                                                     Assignment.Status.REJECTED):
+        if start and assignment.status in (Assignment.Status.ASSIGNED, Assignment.Status.REJECTED):
             # The portal shows the task at once: one request loads and starts it.
             assignment = services.assignment_start(assignment=assignment, actor=request.user)
-        body = {"assignment": s.AssignmentBriefSerializer(assignment).data,
-                "task": s.TaskBriefSerializer(assignment.task).data}
+        body = {"assignment": s.assignment_brief(assignment), "task": s.task_brief(assignment.task)}
         rework = selectors.rework_feedback(assignment=assignment)
         if rework is not None:
             body["rework"] = s.ReworkSerializer(rework).data
@@ -201,9 +202,10 @@ class AssignmentSubmitView(APIView):
         submit = services.assignment_resubmit if assignment.rework_count else services.assignment_submit
         key = request.headers.get("Idempotency-Key") or None
         annotation = submit(assignment=assignment, actor=request.user, idempotency_key=key, **data.validated_data)
-        context = {"request": request,
-                   "show_all": selectors.can_see_all_of_project(request.user, assignment.task.project)}
-        return Response(s.AnnotationSerializer(annotation, context=context).data, status=status.HTTP_201_CREATED)
+        show_all = selectors.can_see_all_of_project(request.user, assignment.task.project)
+        # Without a key the submission cannot be a replay: the annotation was written by this call, unreviewed.
+        return Response(s.annotation_body(annotation, show_all=show_all, fresh=key is None),
+                        status=status.HTTP_201_CREATED)
 
 
 class ClarificationCreateView(APIView):
