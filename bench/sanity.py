@@ -14,7 +14,10 @@ Timed:
   query), and `annotations_breaking_rules` alone;
 - the report: `sanity_report` (counts per rule in one pass, the first 50 offenders per rule, the pass rate), and
   the whole CSV (`sanity_report_csv`, streamed: lines, seconds and the process's peak memory);
-- at submit: `submission_check` of one result (the rules' query and the checks), `--checks` times.
+- at submit: `submission_check` of one result (the rules' query and the checks), `--checks` times;
+- with `--boxes N`: a bounding-box project of N tasks with one annotation each (0 to 4 boxes of car, person or
+  other, no notes), rules "at least 1 box" and "other needs a note": `sanity_report` there, where the schema's
+  rules (boxes inside the image…) are checked in Python over the streamed results.
 """
 
 import argparse
@@ -31,6 +34,60 @@ from bench.import_tasks import peak_reset, rss_kib, setup_django  # noqa: E402
 from bench.metrics import make_data, timing  # noqa: E402
 
 
+def make_boxes(n_tasks):
+    """The box project (see the module docstring), made once."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from apps.projects.models import Batch, Project
+    from apps.projects.services import project_create
+
+    slug = f"bench-sanity-boxes-{n_tasks}"
+    project = Project.objects.filter(slug=slug).first()
+    if project is not None:
+        return project
+    User = get_user_model()
+    admin, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
+    annotators = [User.objects.get_or_create(username=f"bench-s-annotator-{i:02d}")[0].pk for i in range(20)]
+    with transaction.atomic():
+        project = project_create(actor=admin, name=f"Sanity bench {n_tasks}", slug=slug, task_type="bounding_boxes",
+                                 label_schema={"labels": [{"value": v} for v in ("car", "person", "other")]},
+                                 overlap=1, review_mode="none", guideline_text="Box every vehicle.")
+        batch = Batch.objects.create(project=project, name="Bench", status=Batch.Status.ACTIVE)
+        ids = {"project": project.pk, "batch": batch.pk, "n": n_tasks, "annotators": annotators,
+               "guideline": project.current_guideline_id}
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setseed(0.17)")
+            cursor.execute("""
+                INSERT INTO tasks_task (created_at, updated_at, external_id, data, status, priority, is_gold,
+                                        random_key, batch_id, project_id, extra_annotations)
+                SELECT now(), now(), 'b-' || g, jsonb_build_object('image', '/static/x.png', 'width', 640,
+                       'height', 480), 'accepted', 0, false, random(), %(batch)s, %(project)s, 0
+                FROM generate_series(1, %(n)s) AS g""", ids)
+            cursor.execute("""
+                INSERT INTO tasks_assignment (created_at, updated_at, status, assigned_at, started_at, submitted_at,
+                                              rework_count, reason, annotator_id, task_id)
+                SELECT now(), now(), 'submitted', now(), now(), now(), 0, '',
+                       (%(annotators)s::int[])[1 + t.id %% 20], t.id
+                FROM tasks_task t WHERE t.project_id = %(project)s""", ids)
+            cursor.execute("""
+                INSERT INTO tasks_annotation (version, source, result, notes, lead_time_seconds, guideline_version,
+                                              status, needs_review, is_current, submitted_at, annotator_id,
+                                              author_id, guideline_id, assignment_id, task_id)
+                SELECT 1, 'annotator', jsonb_build_object('boxes', COALESCE((
+                           SELECT jsonb_agg(jsonb_build_object('x', 0.1 * i, 'y', 0.1, 'w', 0.05, 'h', 0.2,
+                                  'label', (ARRAY['car', 'person', 'other'])[1 + floor(random() * 3)::int]))
+                           FROM generate_series(1, floor(random() * 5)::int + 0 * a.id) AS i), '[]'::jsonb)),
+                       '', 20, 1, 'submitted', false, true, now(), a.annotator_id, a.annotator_id, %(guideline)s,
+                       a.id, a.task_id
+                FROM tasks_assignment a JOIN tasks_task t ON t.id = a.task_id WHERE t.project_id = %(project)s""",
+                           ids)
+        with connection.cursor() as cursor:
+            for table in ("tasks_task", "tasks_assignment", "tasks_annotation"):
+                cursor.execute(f"ANALYZE {table}")
+    return project
+
+
 def timed(function, *args, **kwargs):
     started = time.perf_counter()
     value = function(*args, **kwargs)
@@ -41,6 +98,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=333_334)
     parser.add_argument("--checks", type=int, default=500)
+    parser.add_argument("--boxes", type=int, default=0, help="Also time the report on a box project of N tasks.")
     args = parser.parse_args()
     setup_django()
 
@@ -92,6 +150,16 @@ def main():
             sanity.submission_check(task.project, task.data, {"label": "label_a"}, "")
             durations.append(time.perf_counter() - started)
         result["submission_check"] = timing(durations)
+
+        if args.boxes:
+            boxes = make_boxes(args.boxes)
+            SanityRule.objects.filter(project=boxes).delete()
+            SanityRule.objects.create(project=boxes, kind="min_items", count=1)
+            SanityRule.objects.create(project=boxes, kind="label_needs_note", label="other")
+            report, seconds = timed(sanity.sanity_report, boxes, limit=50)
+            result["boxes"] = {"tasks": args.boxes, "report_s": seconds, "current": report["current"],
+                               "breaking": report["breaking"],
+                               "counts": {finding.key: finding.count for finding in report["findings"]}}
     print(json.dumps(result))
 
 

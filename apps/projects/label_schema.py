@@ -7,7 +7,7 @@ classification `{"label"}`, multilabel `{"labels"}`, text spans `{"spans"}`, bou
 import math
 import re
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_lazy
 
 from apps.core.errors import ValidationError
 
@@ -172,6 +172,10 @@ def task_data_validate(task_type, data):
     return errors
 
 
+# Translated when a message is made, not on every check (result_validate runs over every annotation of a report).
+NOUNS = {"labels": gettext_lazy("labels"), "spans": gettext_lazy("spans"), "boxes": gettext_lazy("boxes")}
+
+
 def _count_bounds(options, prefix, count, noun):
     errors = []
     low, high = options.get(f"min_{prefix}"), options.get(f"max_{prefix}")
@@ -203,7 +207,7 @@ def result_validate(task_type, schema, data, result):
                   if not _in_schema(x, allowed)]
         if len(set(map(str, labels))) != len(labels):
             errors.append(_("A label is listed twice."))
-        return errors + _count_bounds(options, "labels", len(labels), _("labels"))
+        return errors + _count_bounds(options, "labels", len(labels), NOUNS["labels"])
     if task_type == TaskType.TEXT_SPANS:
         spans = result.get("spans")
         if not isinstance(spans, list):
@@ -237,7 +241,7 @@ def result_validate(task_type, schema, data, result):
                 if s2 < e1:
                     errors.append(_("Spans %(a)d and %(b)d overlap with the same label %(label)r.")
                                   % {"a": n1, "b": n2, "label": label})
-        return errors + _count_bounds(options, "spans", len(spans), _("spans"))
+        return errors + _count_bounds(options, "spans", len(spans), NOUNS["spans"])
     if task_type == TaskType.BOUNDING_BOXES:
         boxes = result.get("boxes")
         if not isinstance(boxes, list):
@@ -257,5 +261,5 @@ def result_validate(task_type, schema, data, result):
                 errors.append(_("Box %(n)d: width and height must be positive.") % {"n": n})
             if x + w > 1 + 1e-9 or y + h > 1 + 1e-9:
                 errors.append(_("Box %(n)d: the box reaches outside the image.") % {"n": n})
-        return errors + _count_bounds(options, "boxes", len(boxes), _("boxes"))
+        return errors + _count_bounds(options, "boxes", len(boxes), NOUNS["boxes"])
     return [_("Unknown task type %(type)r.") % {"type": task_type}]

@@ -17,6 +17,7 @@ each assignment (a reviewer's fix is the task's final result, not the annotator'
 """
 
 import csv
+import heapq
 import io
 import json
 from dataclasses import dataclass, field
@@ -388,27 +389,48 @@ def _row(values, detail):
     return {"annotation": pk, "task": task, "annotator": annotator, "version": version, "detail": detail}
 
 
-def _schema_offenders(project, *, limit=None):
-    """(row, result, notes) of the current annotations that break the schema's rules, the row with the first
-    message, in id order.
+def _schema_breaches(project, *, limit=None):
+    """(annotation id, first message, result, notes) of the current annotations that break the schema's rules.
 
-    Classification: filtered by the database. Other types: result_validate needs the whole result (spans apart,
-    boxes inside), so the current annotations are streamed in chunks and checked one by one: memory stays flat."""
+    Classification: filtered by the database, in id order. Other types: result_validate needs the whole result
+    (spans apart, boxes inside), so the current annotations' results are streamed in chunks (in the table's order,
+    nothing else read) and checked one by one: memory stays flat."""
     task_type, schema = project.task_type, project.label_schema
     current = annotations_current(project)
     spans = task_type == TaskType.TEXT_SPANS
     if task_type == TaskType.CLASSIFICATION:
         current = current.alias(in_schema=_in_schema_classification(project)).filter(in_schema=False)
-    elif spans:
-        current = current.annotate(text_length=Length(KeyTextTransform("text", "task__data")))
-    rows = current.values_list(*ROW_FIELDS, "result", "notes", *(["text_length"] if spans else []))
+    else:
+        current = current.order_by()
+        if spans:
+            current = current.annotate(text_length=Length(KeyTextTransform("text", "task__data")))
+    rows = current.values_list("id", "result", "notes", *(["text_length"] if spans else []))
     if limit is not None and task_type == TaskType.CLASSIFICATION:
         rows = rows[:limit]
     for values in rows.iterator(chunk_size=STREAM_CHUNK):
-        data = {"text": " " * (values[6] or 0)} if spans else {}
-        problems = result_validate(task_type, schema, data, values[4])
+        data = {"text": " " * (values[3] or 0)} if spans else {}
+        problems = result_validate(task_type, schema, data, values[1])
         if problems:
-            yield _row(values[:4], problems[0]), values[4], values[5]
+            yield values[0], problems[0], values[1], values[2]
+
+
+def _with_rows(breaches):
+    """Report rows (task, annotator, version: one query) of some (id, message, …) breaches, in id order."""
+    breaches = sorted(breaches)
+    rows = {values[0]: values for values in Annotation.objects.filter(pk__in=[b[0] for b in breaches])
+            .values_list(*ROW_FIELDS).order_by()}
+    return [(_row(rows[pk], message), result, notes) for pk, message, result, notes in breaches]
+
+
+def _schema_offenders(project, *, limit=None):
+    """(row, result, notes) of the current annotations that break the schema's rules, by id within each chunk."""
+    buffer = []
+    for breach in _schema_breaches(project, limit=limit):
+        buffer.append(breach)
+        if len(buffer) >= 1000:
+            yield from _with_rows(buffer)
+            buffer = []
+    yield from _with_rows(buffer)
 
 
 def _rule_offenders(project, rule, *, limit=None):
@@ -459,12 +481,17 @@ def sanity_report(project, *, limit=50):
         if schema.count and limit:
             schema.annotations = [row for row, _result, _notes in _schema_offenders(project, limit=limit)]
     else:
-        for row, result, notes in _schema_offenders(project):
+        first = []  # a heap of the `limit` smallest ids, negated
+        for breach in _schema_breaches(project):
             schema.count += 1
-            if len(schema.annotations) < limit:
-                schema.annotations.append(row)
-            if not any(rule_broken(rule, task_type, result, notes) for rule in rules):
+            if limit:
+                heapq.heappush(first, (-breach[0], breach[1]))
+                if len(first) > limit:
+                    heapq.heappop(first)
+            if not any(rule_broken(rule, task_type, breach[2], breach[3]) for rule in rules):
                 breaking += 1  # not counted by the database with the project's rules
+        schema.annotations = [row for row, _result, _notes in _with_rows([(-pk, message, None, None)
+                                                                           for pk, message in first])]
     for finding in findings[1:]:
         finding.count = totals[f"rule_{finding.rule.pk}"]
         if finding.count and limit:
