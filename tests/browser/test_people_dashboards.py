@@ -159,3 +159,24 @@ def test_my_stats_show_where_i_stand_and_no_one_else(page):
     assert "reviewer" not in html.lower().replace("reviewers", "")
     assert page.js_errors == []
     page.screenshot(path=str(SCREENSHOTS / "dashboard-my-stats.png"), full_page=True)
+
+
+def test_what_people_typed_is_shown_as_text_never_run(page):
+    world = TeamWorld(n_tasks=30)
+    payload = '<img src=x onerror="window.__xss=1">'
+    Team.objects.filter(name="Morning shift").update(name=f"Morning {payload}")
+    bruno = world.people["bruno"]
+    Review.objects.filter(annotation__annotator=bruno).exclude(comment="").update(comment=f"Look {payload}")
+    Clarification.objects.filter(asked_by=bruno).update(question=f"Fox? {payload}")
+    people_trends_recompute(world.project.pk)
+    login(page, "manager")
+
+    for path in (f"/projects/{world.project.pk}/team/", f"/projects/{world.project.pk}/team/{bruno.pk}/"):
+        page.goto(path)
+        expect(page.locator(".main-svg").first).to_be_visible(timeout=15_000)
+        assert page.evaluate("window.__xss") is None
+    expect(page.get_by_text(f"Fox? {payload}").first).to_be_visible()
+    expect(page.get_by_text(f"Look {payload}").first).to_be_visible()
+    page.goto(f"/projects/{world.project.pk}/team/")
+    expect(page.get_by_text(f"Morning {payload}").first).to_be_visible()
+    assert page.evaluate("window.__xss") is None and page.js_errors == []
