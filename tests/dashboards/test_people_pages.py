@@ -317,10 +317,12 @@ def test_my_stats_withhold_the_team_below_three_annotators(world):
     assert "team spread shown from 3 annotators" in html
 
 
-def test_the_home_page_links_my_stats_for_annotators(world):
-    html = client_for(world.alpha).get("/").content.decode()
+def test_the_home_page_links_my_stats_for_annotators_and_the_team_for_managers(world):
+    annotator = client_for(world.alpha).get("/").content.decode()
+    manager = client_for(world.manager).get("/").content.decode()
 
-    assert f'href="{mine_url(world)}"' in html
+    assert f'href="{mine_url(world)}"' in annotator and f'href="{team_url(world)}"' not in annotator
+    assert f'href="{team_url(world)}"' in manager and f'href="{mine_url(world)}"' not in manager
 
 
 # --- a fixed number of queries ---------------------------------------------------------------------------------------
