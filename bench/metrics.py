@@ -18,9 +18,14 @@ Timed:
 - peak memory of the process during one full recompute (VmHWM, reset just before it through /proc/self/clear_refs);
 - incremental update per event, `--events` times: an event (a resubmission of one assignment with another label,
   written as the service writes it: the old version superseded, a new current one) and then the update the worker
-  makes for it: `task_quality_update` (the task's snapshot, the project's and batch's agreement) — and, separately,
+  makes for it: `task_quality_update` (the task's snapshot, and every figure of the project, its batch, the
+  annotators and pairs involved) — its wall time, the worker's CPU time (time.process_time), the wall time of its
+  statements (an execute wrapper: the database's share, waiting included) and their number; separately,
   `quality_events_apply` (find the touched task by id/time, then the same update) and `gates_evaluate`;
-- at the end, the incrementally updated agreement sums are compared with those of a fresh full computation.
+- at the end, every incrementally updated figure (agreement sums, quality figures, annotator rows, reviewers,
+  pairwise matrix) is compared with a fresh full computation.
+
+The machine is shared: wall times move with its load (reported as load_average_1m), the CPU times less so.
 """
 
 import argparse

@@ -825,8 +825,7 @@ def _group_bounds(index, size):
     return order, np.searchsorted(index[order], np.arange(size + 1))
 
 
-def _task_values(project, labels, rows, results, lengths, *, reviews, errors, gold, accuracy, model=None,
-                 contribution_only=False):
+def _task_values(project, labels, rows, results, lengths, *, reviews, errors, gold, accuracy, model=None):
     """{task_id: snapshot values} of some tasks, from all their annotator versions (`rows`, with the results and
     text lengths of the other task types), their decided reviews (REVIEW_DTYPE), error-type rows
     (_error_type_rows) and gold answers ((task ids, answers) as _gold_answers returns them).
@@ -836,7 +835,6 @@ def _task_values(project, labels, rows, results, lengths, *, reviews, errors, go
     subtracts the old and adds the new. `accuracy` maps annotator id → gold accuracy (the vote's tie break), or is
     a function returning that map; `model` is the last full pass's Dawid–Skene fit. Tasks without rows are left
     out; the task's final result (a reviewer's fix, or the vote) is on the task itself (Task.final_result).
-    `contribution_only`: the batch and contribution alone (what an update subtracts), no agreement or consensus.
     """
     if not len(rows):
         return {}
@@ -890,7 +888,7 @@ def _task_values(project, labels, rows, results, lengths, *, reviews, errors, go
     ratio[timed] = task_median[task_index[timed]] / cur["lead"][timed]
 
     # Consensus.
-    if classification and not contribution_only:
+    if classification:
         annotators, annotator_index = np.unique(cur["annotator"], return_inverse=True)
         matrix = np.full((n_tasks, len(annotators)), np.nan)
         matrix[task_index[valid], annotator_index[valid]] = cur["code"][valid]
@@ -935,9 +933,7 @@ def _task_values(project, labels, rows, results, lengths, *, reviews, errors, go
                                    for r in reviews[review_order[review_bounds[t]:review_bounds[t + 1]]]]
         contribution["errors"] = sorted(errors_by_task.get(task_id, []), key=lambda e: (e[0], e[1], e[2]))
         entry = {"batch": int(batches[t]), "contribution": contribution}
-        if contribution_only:
-            pass
-        elif classification:
+        if classification:
             n = int(m[t])
             same = int((counts[t] * (counts[t] - 1)).sum())
             label = int(vote["labels"][t])
@@ -1249,22 +1245,37 @@ def tasks_values_read(project, labels, task_ids, state):
     return _task_values_of(project, labels, _tasks_read(project, labels, task_ids), state)
 
 
-def _task_values_of(project, labels, read, state, *, max_id=None, decided_before=None):
-    """_task_values of what _tasks_read read; with `max_id` and `decided_before` (a timestamp), of the rows up to
-    that id and the decisions before then (what a full pass with that watermark saw): the contributions only."""
+def _task_values_of(project, labels, read, state, *, rebuild=(), max_id=None, decided_before=None):
+    """_task_values of what _tasks_read read, and in the same call, under the negated task ids, of the tasks in
+    `rebuild` as a full pass with a watermark saw them: their rows up to `max_id` and their decisions before
+    `decided_before` (a timestamp)."""
     rows, results, lengths, reviews, errors, gold = read
-    if max_id is not None:
-        kept = np.flatnonzero(rows["id"] <= max_id)
-        rows = rows[kept]
-        results = [results[i] for i in kept.tolist()] if results is not None else None
-        lengths = [lengths[i] for i in kept.tolist()] if lengths is not None else None
-    if decided_before is not None:
-        reviews = reviews[reviews["decided"] < decided_before]
-        errors = [e for e in errors if e[5] < decided_before]
+    if len(rebuild):
+        # The earlier view as tasks (and assignments) of their own: negated ids, so one pass computes both.
+        kept = np.flatnonzero(np.isin(rows["task"], rebuild) & (rows["id"] <= max_id))
+        earlier = rows[kept].copy()
+        earlier["task"], earlier["assignment"] = -earlier["task"], -earlier["assignment"]
+        rows = np.concatenate([rows, earlier])
+        results = results + [results[i] for i in kept.tolist()] if results is not None else None
+        lengths = lengths + [lengths[i] for i in kept.tolist()] if lengths is not None else None
+        decided = reviews[np.isin(reviews["task"], rebuild) & (reviews["decided"] < decided_before)].copy()
+        decided["task"] = -decided["task"]
+        reviews = np.concatenate([reviews, decided])
+        errors = errors + [(*e[:4], -e[4], e[5]) for e in errors if e[4] in rebuild and e[5] < decided_before]
+        gold_tasks, answers = gold
+        again = np.flatnonzero(np.isin(gold_tasks, rebuild))
+        tasks = np.concatenate([gold_tasks, -gold_tasks[again]])
+        order = np.argsort(tasks)
+        if isinstance(answers, np.ndarray):
+            answers = np.concatenate([answers, answers[again]])[order]
+        else:
+            answers = answers + [answers[i] for i in again.tolist()]
+            answers = [answers[i] for i in order.tolist()]
+        gold = (tasks[order], answers)
     accuracy = {int(a): (s["gold"] / s["gold_n"] if s["gold_n"] else None)
                 for a, s in state.get("annotators", {}).items()}
     return _task_values(project, labels, rows, results, lengths, reviews=reviews, errors=errors, gold=gold,
-                        accuracy=accuracy, model=state.get("dawid_skene"), contribution_only=max_id is not None)
+                        accuracy=accuracy, model=state.get("dawid_skene"))
 
 
 # --- snapshots ------------------------------------------------------------------------------------------------------
@@ -1440,20 +1451,18 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
         changed, new = [], {}
         if task_ids:
             # One read of the tasks' rows, reviews, error types and gold answers serves the new and the old values.
-            read = _tasks_read(project, labels, task_ids)
-            new = _task_values_of(project, labels, read, state)
             existing = {s.task_id: s for s in MetricSnapshot.objects.filter(
                 project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=task_ids)}
             snapshots = {t: s.values for t, s in existing.items()}
             old = {t: v for t, v in snapshots.items() if v.get("generation") == generation and "contribution" in v}
-            rebuild = [t for t in task_ids if t not in old]
-            if rebuild:
-                # What the full pass saw of these tasks: their rows up to its watermark (versions are only
-                # appended) and the decisions before its time.
-                old.update({t: v for t, v in _task_values_of(
-                    project, labels, read, state, max_id=state["watermark"],
-                    decided_before=datetime.fromisoformat(state["watermark_at"]).timestamp()).items()
-                    if t in rebuild})
+            # What the full pass saw of the other tasks: their rows up to its watermark (versions are only
+            # appended) and the decisions before its time, computed with the new values in one pass.
+            values = _task_values_of(project, labels, _tasks_read(project, labels, task_ids), state,
+                                     rebuild=[t for t in task_ids if t not in old], max_id=state["watermark"],
+                                     decided_before=datetime.fromisoformat(state["watermark_at"]).timestamp())
+            new = {t: v for t, v in values.items() if t > 0}
+            old.update({-t: {"batch": v["batch"], "contribution": v["contribution"]}
+                        for t, v in values.items() if t < 0})
             for task_id in task_ids:
                 before, after = old.get(task_id), new.get(task_id)
                 if (before or {}).get("contribution") == (after or {}).get("contribution") \
