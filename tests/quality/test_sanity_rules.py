@@ -489,6 +489,25 @@ def test_an_annotation_breaking_the_schema_and_a_rule_is_counted_once(task_type,
     assert computed["quality"]["figures"]["sanity_pass_rate"] == {"value": 0.25, "n": 4}
 
 
+def test_the_report_of_a_span_project_checks_spans_against_their_task_s_text():
+    world = World("text_spans", review_mode="none")
+    people = world.submit({"spans": [span("PER", 0, 12), span("PER", 17, 32)]})
+    place = world.submit({"spans": [span("LOC", 36, 42)]})
+    nothing = world.submit({"spans": []})
+    rule = world.rule("min_items", label="PER", count=1)
+    Project.objects.filter(pk=world.project.pk).update(label_schema={
+        "labels": [{"value": "PER", "name": "PER"}, {"value": "ORG", "name": "ORG"}], "options": {"max_spans": 1}})
+    world.project.refresh_from_db()
+
+    report = sanity.sanity_report(world.project)
+
+    schema, per = report["findings"]
+    assert [(row["annotation"], row["detail"]) for row in schema.annotations] == [
+        (people.pk, "At most 1 spans allowed."), (place.pk, "Span 1: label 'LOC' is not in the schema.")]
+    assert [row["annotation"] for row in per.annotations] == [place.pk, nothing.pk]
+    assert (per.key, report["current"], report["breaking"]) == (str(rule.pk), 3, 3)
+
+
 def test_the_report_is_counted_by_the_database_in_a_few_queries_whatever_the_size():
     e = Existing()
     with CaptureQueriesContext(connection) as small:
