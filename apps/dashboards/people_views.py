@@ -73,6 +73,8 @@ def _trends(project):
     snapshot = selectors.trends_snapshot(project=project)
     if snapshot is None or (timezone.now() - snapshot.computed_at).total_seconds() > STALE_SECONDS:
         people_trends_recompute_soon(project.pk)
+        if snapshot is None:  # there now when the task ran in this process (eager: `make run`)
+            snapshot = selectors.trends_snapshot(project=project)
     values = snapshot.values if snapshot else selectors.trends_empty()
     return values, selectors.api_datetime(snapshot and snapshot.computed_at)
 

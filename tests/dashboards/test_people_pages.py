@@ -386,9 +386,10 @@ def test_a_missing_trends_snapshot_is_computed_by_the_workers(world):
 
     cache.delete(f"people-trends-due:{world.project.pk}")
 
-    client_for(world.manager).get(team_url(world))  # eager here: the worker's task runs at once
+    data = client_for(world.manager).get(team_url(world) + "?format=json").json()  # eager here: it runs at once
 
     assert MetricSnapshot.objects.filter(project=world.project, kind=TRENDS_KIND).count() == 1
+    assert data["trends"]["annotators"][str(world.alpha.pk)]["submitted"][-1] == 5
 
 
 def test_a_stale_trends_snapshot_is_shown_while_it_is_recomputed(world):
