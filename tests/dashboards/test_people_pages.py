@@ -234,6 +234,12 @@ def test_the_annotator_detail_shows_their_work_for_coaching(world):
     assert "reviewer" not in json.dumps(data["feedback"])
 
 
+def test_a_staff_manager_opens_the_hardest_tasks_in_the_admin(world):
+    html = client_for(world.admin).get(annotator_url(world, world.charlie)).content.decode()
+
+    assert f'href="/admin/tasks/task/{world.tasks[0].pk}/change/"' in html
+
+
 def test_the_hardest_tasks_are_the_slowest_against_the_task_median(world):
     data = client_for(world.manager).get(annotator_url(world, world.charlie) + "?format=json").json()
 
