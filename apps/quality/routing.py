@@ -60,11 +60,20 @@ def max_overlap(project):
     return project.max_overlap if project.max_overlap is not None else project.overlap + 1
 
 
-def _alerts_resolve(project, threshold, now):
-    """Resolve the live low-agreement alerts whose task is no longer low. Returns them."""
+def _alerts_resolve(project, threshold, now, since=None):
+    """Resolve the live low-agreement alerts whose task is no longer low. Returns them.
+
+    After an incremental update (`since`) only the alerts of the tasks it touched are looked at: a project may
+    have thousands of live alerts, and asking each one's task took a tenth of a second at 10,000. An alert whose
+    task was accepted or cancelled is resolved by the next full pass (QUALITY_RECOMPUTE_DEBOUNCE_SECONDS after the
+    last one on a busy project, at most the beat's 10 minutes)."""
     live = Alert.objects.filter(project=project, kind=Alert.Kind.LOW_AGREEMENT_TASK, state__in=LIVE)
     if threshold is not None:
-        # Per alert through the snapshot's task index: the live alerts are few, the project's snapshots many.
+        if since is not None:
+            # The touched tasks' ids first, as a list: as a subquery the planner asked every live alert's snapshot.
+            live = live.filter(task_id__in=list(MetricSnapshot.objects.filter(
+                project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, computed_at__gte=since)
+                .values_list("task_id", flat=True)))
         live = live.exclude(Exists(_low_snapshots(project, threshold).filter(task_id=OuterRef("task_id"))))
     resolved = list(live)
     for alert in resolved:
@@ -173,7 +182,7 @@ def low_agreement_tasks_evaluate(project, *, since=None, now=None):
         project_lock(project.pk)
         project = Project.objects.get(pk=project.pk)  # the settings as they are now, under the lock
         threshold = project.low_agreement_threshold
-        resolved = _alerts_resolve(project, threshold, now)
+        resolved = _alerts_resolve(project, threshold, now, since)
         if threshold is None:
             return {"raised": [], "resolved": resolved, "routed": [],
                     "released": _held_release(project) if since is None else []}
