@@ -365,10 +365,12 @@ def _needs_review(task, *, resubmission):
 
 
 def _annotation_append(*, assignment, author, result, notes, lead_time_seconds, source, status, needs_review,
-                       idempotency_key=None):
-    """Write the next version of an assignment's result and retire the previous one (never rewritten)."""
+                       idempotency_key=None, first=False):
+    """Write the next version of an assignment's result and retire the previous one (never rewritten). `first`: the
+    caller knows there is none yet (a first submission: live, never reworked), so nothing is read; the unique
+    constraints on (assignment, version) and the current version would refuse a second version 1."""
     # Every version of this assignment at once (a handful), newest first: the current one and the last number.
-    versions = list(assignment.annotations.select_for_update().order_by("-version"))
+    versions = [] if first else list(assignment.annotations.select_for_update().order_by("-version"))
     previous = next((annotation for annotation in versions if annotation.is_current), None)
     if previous is not None:
         previous.is_current = False
@@ -436,7 +438,7 @@ def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=
         annotation = _annotation_append(
             assignment=assignment, author=actor, result=result, notes=notes, lead_time_seconds=lead_time_seconds,
             source=Annotation.Source.ANNOTATOR, status=AN.SUBMITTED,
-            needs_review=_needs_review(task, resubmission=False), idempotency_key=idempotency_key,
+            needs_review=_needs_review(task, resubmission=False), idempotency_key=idempotency_key, first=True,
         )
         assignment.status = AS.SUBMITTED
         assignment.started_at = assignment.started_at or now
