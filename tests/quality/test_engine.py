@@ -322,6 +322,29 @@ def test_sums_updated_task_by_task_equal_the_sums_of_all_tasks(initial, changes,
         assert figures["fleiss_kappa"]["value"] == pytest.approx(kappa["value"], abs=1e-9)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([1.0, 2.0, 2.5, 3.0, 7.0, 10.0]), max_size=30),
+       st.lists(st.tuples(st.booleans(), st.sampled_from([0.5, 1.0, 2.0, 2.5, 3.0, 7.0, 12.0])), max_size=40),
+       st.integers(0, 3))
+def test_a_median_window_tells_the_median_exactly_or_says_it_cannot(initial, moves, half):
+    # given a window around the median of some values, then values added and removed (only values present)
+    values = sorted(initial)
+    window = engine.window_of(values, half)
+    for add, value in moves:
+        if not add and value not in values:
+            continue
+        values = sorted(values + [value]) if add else values[:values.index(value)] + values[values.index(value) + 1:]
+        window = engine.window_move(window, value, 1 if add else -1)
+        if window is None:
+            break
+        # then the window, while it can tell, tells the median of all the values, as the full pass takes it
+        known, median = engine.window_median(window)
+        assert engine.window_size(window) == len(values)
+        if known:
+            expected = engine._median_from_rows(values)
+            assert median == expected
+
+
 EVENT = st.one_of(
     # a submission (a resubmission when the assignment exists): task, annotator, label, lead time
     st.tuples(st.just("submit"), st.integers(0, 5), st.integers(0, 3), st.sampled_from(["cat", "dog", "bird"]),
