@@ -76,12 +76,14 @@ def test_agreement_has_overall_per_label_and_pairwise(world, api):
     MetricSnapshot.objects.create(project=world.project, scope="project", kind="agreement", computed_at=timezone.now(),
                                   values={"overall": {"metric": "krippendorff_alpha", "value": 0.6, "n": 10},
                                           "per_label": {"cat": 0.7},
-                                          "pairwise": {"annotators": ["a", "b"], "matrix": [[1, 0.6], [0.6, 1]]}})
+                                          "pairwise": {"annotators": ["a", "b"], "matrix": [[1, 0.6], [0.6, 1]]},
+                                          "consensus": {"method": "dawid_skene", "n": 4, "labels": {"cat": 3}}})
 
     body = api(world.manager).get(f"/api/v1/projects/{world.project.pk}/agreement/").json()
 
     assert body["overall"]["value"] == 0.6 and body["per_label"] == {"cat": 0.7}
     assert body["pairwise"]["matrix"] == [[1, 0.6], [0.6, 1]]
+    assert body["consensus"] == {"method": "dawid_skene", "n": 4, "labels": {"cat": 3}}
 
 
 # --- alerts ----------------------------------------------------------------------------------------------------------

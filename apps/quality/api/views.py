@@ -84,6 +84,8 @@ class ProjectAgreementView(APIView):
                         "annotators": [f"Annotator {i}" for i in range(1, len(pairwise.get("annotators", [])) + 1)]}
         return Response({"overall": values.get("overall", NO_AGREEMENT), "per_label": values.get("per_label", {}),
                          "fleiss_kappa": values.get("fleiss_kappa"), "pairwise": pairwise,
+                         # Dawid–Skene's summary (classification, from the full pass): counts, no names.
+                         "consensus": values.get("consensus"),
                          "computed_at": snapshot.computed_at if snapshot else None})
 
 
