@@ -832,7 +832,7 @@ def demo_seed(*, small=False, now=None, log=None):
         progress_recompute.delay(project_id)
     demo_teams()
     return DemoResult(created=True, seconds=(datetime.now(UTC) - started).total_seconds(), counts=builder.counts(),
-                      first_day=builder.days[0], last_day=builder.days[-1], images_written=images_written,
+                      first_day=builder.archive_days[0], last_day=builder.days[-1], images_written=images_written,
                       kept_users=builder.kept_users)
 
 
