@@ -279,3 +279,30 @@ def test_the_review_latency_of_past_days_is_carried_over_and_today_recomputed(wo
     assert [row["date"] for row in rows] == [last_week, today.isoformat()]
     assert rows[0] == {"date": last_week, "decided": 7, "mean_latency_seconds": 3600.0}
     assert rows[1]["decided"] == 2
+
+
+def test_the_heatmap_counts_submissions_in_their_weekday_and_hour(world):
+    # the fixture's three submissions were made just now
+    now = timezone.now()
+    grid = quality_services.progress_compute(world.project, now=now)["throughput"]["heatmap"]["submitted"]
+    assert grid[now.isoweekday() - 1][now.hour] == 3
+    assert sum(map(sum, grid)) == 3
+
+
+def test_the_eta_range_comes_from_the_spread_of_the_seven_day_pace():
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+    eta = {"remaining_annotations": 700}
+    days = [(now.date() - timedelta(days=i)).isoformat() for i in range(35)]
+    # a steady 100 a day for five weeks: one pace, one date, sure
+    steady = quality_services._eta_range(eta, [{"date": d, "submitted": 100} for d in days], now)
+    assert steady["per_day_low"] == steady["per_day_high"] == 100
+    assert steady["date_early"] == steady["date_late"] == "2026-03-09" and steady["confidence"] == "high"
+    # weekdays only, 140 a day: every 7-day window holds five working days, so the pace is still 100 a day
+    weekdays = [{"date": d, "submitted": 140 if datetime.fromisoformat(d).weekday() < 5 else 0} for d in days]
+    assert quality_services._eta_range(eta, weekdays, now)["per_day_low"] == 100
+    # a team that doubled its pace three weeks ago: a wide range, low confidence
+    doubling = [{"date": d, "submitted": 200 if i < 21 else 50} for i, d in enumerate(days)]
+    ranged = quality_services._eta_range(eta, doubling, now)
+    assert ranged["date_early"] < ranged["date_late"] and ranged["confidence"] == "low"
+    # less than a week of work: no range
+    assert quality_services._eta_range(eta, [{"date": days[0], "submitted": 5}], now)["confidence"] == "none"
