@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,11 +62,6 @@ def world(db):
     quality_services.quality_recompute_full(project_id=project.pk)
     Alert.objects.create(project=project, kind="throughput_dip", message="<b>Throughput</b> fell by half")
     return team
-
-
-def page(client, user, query=""):
-    client.force_login(user)
-    return client.get(URL.format(user.project.pk if hasattr(user, "project") else user) + query)
 
 
 def get(client, user, project, query=""):
