@@ -258,9 +258,9 @@ def test_an_admin_name_taken_by_a_plain_user_is_refused(db, media_root):
 @pytest.mark.slow
 def test_the_default_demo_is_the_full_one(db, media_root):
     output = seed()
-    assert Task.objects.filter(project__slug=demo.SENTIMENT).count() == 100
-    assert Task.objects.filter(project__slug=demo.NEWS).count() == 110
-    assert Task.objects.filter(project__slug=demo.STREET).count() == 92
+    assert Task.objects.filter(project__slug=demo.SENTIMENT).count() == 250
+    assert Task.objects.filter(project__slug=demo.NEWS).count() == 200
+    assert Task.objects.filter(project__slug=demo.STREET).count() == 137
     assert len({at.date() for at in TaskEvent.objects.values_list("at", flat=True)}) >= 5
     assert Batch.objects.filter(status="delivered").exists()
     assert "Demo created" in output
