@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from apps.projects.models import Batch, QualityGate
+from apps.quality.alerts import alert_text
 from apps.quality.models import Alert, ErrorType, MetricSnapshot
 from apps.quality.services import metrics_payload
 from apps.tasks.models import Task
@@ -145,7 +146,8 @@ def project_dashboard(*, project, batch=None, date_from=None, date_to=None, now=
     if batch is not None:
         alerts = alerts.filter(Q(batch=batch) | Q(batch__isnull=True))
     alert_rows = [{"id": a.pk, "kind": a.kind, "kind_name": a.get_kind_display(), "severity": a.severity,
-                   "state": a.state, "batch": a.batch_id, "message": a.message, "created_at": a.created_at}
+                   "state": a.state, "batch": a.batch_id, "message": a.message, "text": alert_text(a),
+                   "created_at": a.created_at}
                   for a in alerts.order_by("-created_at", "-pk")[:ALERTS_SHOWN + 1]]
     names = dict(ErrorType.objects.filter(project=project).order_by().values_list("code", "name"))
     throughput = metrics["throughput"]
@@ -211,7 +213,7 @@ def dashboard_tables(data):
                         [[e["name"], e["code"], e["count"]] for e in data["quality"]["error_types"]]),
         "alerts": (_("Open alerts"), [_("Raised"), _("Kind"), _("Severity"), _("State"), _("Message")],
                    [[a["created_at"].isoformat(timespec="minutes") if hasattr(a["created_at"], "isoformat")
-                     else a["created_at"], a["kind_name"], a["severity"], a["state"], a["message"]]
+                     else a["created_at"], a["kind_name"], a["severity"], a["state"], a["text"]]
                     for a in data["alerts"]["rows"]]),
     }
     return {name: {"title": title, "columns": columns, "rows": rows} for name, (title, columns, rows) in tables.items()}

@@ -8,9 +8,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.html import escape
 
 from apps.projects.models import Batch, Membership, QualityGate
 from apps.quality import services as quality_services
+from apps.quality.alerts import alert_text
 from apps.quality.models import Alert, MetricSnapshot
 from apps.tasks import services as task_services
 from tests import factories
@@ -300,3 +302,20 @@ def test_the_eta_range_comes_from_the_spread_of_the_seven_day_pace():
     assert ranged["date_early"] < ranged["date_late"] and ranged["confidence"] == "low"
     # less than a week of work: no range
     assert quality_services._eta_range(eta, [{"date": days[0], "submitted": 5}], now)["confidence"] == "none"
+
+
+def test_alerts_are_shown_in_the_readers_words_with_links_to_the_alerts_and_the_team(world, client):
+    # given an alert raised with its details (the stored English message says something else on purpose)
+    alert = Alert.objects.create(project=world.project, kind="throughput_dip", message="stored text",
+                                 details={"day": "2026-11-27", "submitted": 3, "trailing_mean": 12.0, "ratio": 0.25})
+    expected = alert_text(alert)
+    assert expected != "stored text"
+
+    page = get(client, world.manager, world.project).content.decode()
+    data = get(client, world.manager, world.project, "?format=json").json()
+
+    # then the page and the JSON carry the rendered text, and the page links the team view and the alerts
+    assert escape(expected) in page
+    assert [a["text"] for a in data["alerts"]["rows"] if a["id"] == alert.pk] == [expected]
+    assert f'href="/projects/{world.project.pk}/team/"' in page
+    assert f'href="/alerts/?project={world.project.pk}"' in page
