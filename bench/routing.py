@@ -69,16 +69,13 @@ def make_data(n_tasks, low_share):
 
 
 def reset(project):
-    from django.db import connection
+    """Back to no routing: no alerts, no task routed (the routed events of earlier runs stay: append-only)."""
     from django.db.models import Q
 
     from apps.quality.models import Alert
-    from apps.tasks.models import Task, TaskEvent
+    from apps.tasks.models import Task
 
     Alert.objects.filter(project=project).delete()
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM tasks_taskevent WHERE project_id = %s AND type = 'routed'", [project.pk])
-    TaskEvent  # noqa: B018 (the table the statement above clears: append-only for the app, not for the bench)
     Task.objects.filter(project=project).filter(~Q(status="in_review") | Q(routed_at__isnull=False)).update(
         extra_annotations=0, routed_at=None, status="in_review")
 
