@@ -11,12 +11,14 @@ from django.test.utils import CaptureQueriesContext
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from apps.annotators.models import AnnotatorProfile, Team
 from apps.projects import services as project_services
 from apps.projects.forms import LABEL_SCHEMA_EXAMPLES
 from apps.projects.label_schema import label_schema_validate
 from apps.projects.models import Batch, Guideline, Membership, Project, QualityGate
+from apps.quality.alerts import alert_text
 from apps.quality.models import DEFAULT_ERROR_TYPES, Alert, ErrorType, MetricSnapshot, Webhook, WebhookDelivery
 from apps.tasks import services as task_services
 from apps.tasks.models import Clarification, Task, TaskEvent
@@ -519,6 +521,36 @@ def test_acknowledging_alerts(world, client):
     assert alert.acknowledged_at is not None
     assert "1 alert acknowledged." in page_messages(response)
     assert alert.history.latest().history_user == world.admin
+
+
+def test_resolving_alerts_records_who_and_skips_the_resolved(world, client):
+    client.force_login(world.admin)
+    alert = Alert.objects.get()
+
+    response = client.post(url(Alert, "changelist"), {"action": "resolve_alerts", "_selected_action": [alert.pk]},
+                           follow=True)
+
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.RESOLVED and alert.resolved_by == world.admin and alert.resolved_at
+    assert "1 alert resolved." in page_messages(response)
+    assert alert.history.latest().history_user == world.admin
+    # again: nothing left to resolve, and nothing changes
+    response = client.post(url(Alert, "changelist"), {"action": "resolve_alerts", "_selected_action": [alert.pk]},
+                           follow=True)
+    assert "No open or acknowledged alert was selected." in page_messages(response)
+    assert alert.history.count() == 2
+
+
+def test_the_alert_list_shows_the_text_in_the_readers_words(world, client):
+    client.force_login(world.admin)
+    alert = Alert.objects.get()
+    alert.details = {"day": "2026-11-27", "submitted": 3, "trailing_mean": 12.0, "ratio": 0.25}
+    alert.kind = Alert.Kind.THROUGHPUT_DIP
+    alert.save()
+
+    page = client.get(url(Alert, "changelist")).content.decode()
+
+    assert escape(alert_text(alert)) in page
 
 
 def test_webhook_secret_is_never_shown_and_kept_when_left_empty(world, client):

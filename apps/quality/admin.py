@@ -21,24 +21,26 @@ from apps.core.admin_base import (
     ReadOnlyAdminMixin,
     project_list_filter,
 )
-from apps.core.errors import TransitionError
+from apps.core.errors import PermissionDeniedError, TransitionError
 from apps.core.permissions import MANAGE, has_project_perm
 
 from . import sanity, services as quality_services
+from .alerts import alert_text
 from .forms import WebhookForm
 from .models import Alert, ErrorType, MetricSnapshot, Review, SanityRule, Webhook, WebhookDelivery
 
 
-def alerts_acknowledge(*, alerts, actor):
-    """Acknowledge the open ones among `alerts` through the service; returns how many changed."""
-    acknowledged = 0
-    for alert in alerts.filter(state=Alert.State.OPEN).order_by("pk"):
+def _alerts_apply(alerts, *, states, service, actor):
+    """Apply an alert service (acknowledge, resolve) to those of `alerts` in `states`; returns how many changed.
+    One that changed meanwhile, or that the user may not manage, is left as it is."""
+    changed = 0
+    for alert in alerts.filter(state__in=states).order_by("pk"):
         try:
-            quality_services.alert_acknowledge(alert=alert, actor=actor)
-        except TransitionError:
-            continue  # someone acknowledged it meanwhile
-        acknowledged += 1
-    return acknowledged
+            service(alert=alert, actor=actor)
+        except (TransitionError, PermissionDeniedError):
+            continue
+        changed += 1
+    return changed
 
 
 @admin.register(ErrorType)
@@ -90,13 +92,17 @@ class MetricSnapshotAdmin(ProjectScopedAdminMixin, ReadOnlyAdminMixin, admin.Mod
 class AlertAdmin(ProjectScopedAdminMixin, HistoryAdmin):
     """Alerts are raised by the quality engine; a manager acknowledges them here."""
 
-    list_display = ["kind", "severity", "state", "project", "batch", "message", "created_at", "acknowledged_by",
-                    "acknowledged_at"]
+    list_display = ["kind", "severity", "state", "project", "batch", "text", "created_at", "acknowledged_by",
+                    "resolved_by", "resolved_at"]
     list_filter = ["state", "severity", "kind", ProjectListFilter, BatchListFilter]
-    list_select_related = ["project", "batch", "acknowledged_by"]
+    list_select_related = ["project", "batch", "acknowledged_by", "resolved_by"]
     search_fields = ["message", "project__name"]
-    actions = ["acknowledge_alerts"]
-    history_list_display = ["state", "acknowledged_by"]
+    actions = ["acknowledge_alerts", "resolve_alerts"]
+    history_list_display = ["state", "acknowledged_by", "resolved_by"]
+
+    @admin.display(description=gettext_lazy("Message"))
+    def text(self, alert):
+        return alert_text(alert)
 
     def has_add_permission(self, request):
         return False
@@ -109,12 +115,23 @@ class AlertAdmin(ProjectScopedAdminMixin, HistoryAdmin):
 
     @admin.action(description=gettext_lazy("Acknowledge"), permissions=["change"])
     def acknowledge_alerts(self, request, queryset):
-        count = alerts_acknowledge(alerts=queryset, actor=request.user)
+        count = _alerts_apply(queryset, states=[Alert.State.OPEN], service=quality_services.alert_acknowledge,
+                              actor=request.user)
         if count:
             self.message_user(request, ngettext("%(n)d alert acknowledged.", "%(n)d alerts acknowledged.", count)
                               % {"n": count}, messages.SUCCESS)
         else:
             self.message_user(request, gettext_lazy("No open alert was selected."), messages.WARNING)
+
+    @admin.action(description=gettext_lazy("Resolve"), permissions=["change"])
+    def resolve_alerts(self, request, queryset):
+        count = _alerts_apply(queryset, states=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED],
+                              service=quality_services.alert_resolve, actor=request.user)
+        if count:
+            self.message_user(request, ngettext("%(n)d alert resolved.", "%(n)d alerts resolved.", count)
+                              % {"n": count}, messages.SUCCESS)
+        else:
+            self.message_user(request, gettext_lazy("No open or acknowledged alert was selected."), messages.WARNING)
 
 
 @admin.register(Webhook)
