@@ -456,7 +456,6 @@ class MembershipAdmin(ProjectScopedAdminMixin, HistoryAdmin):
         self.message_user(request, ngettext("%(n)d annotator resumed.", "%(n)d annotators resumed.", resumed)
                           % {"n": resumed}, messages.SUCCESS if resumed else messages.WARNING)
 
-
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         services.membership_permissions_sync(project=obj.project, user=obj.user)
