@@ -9,11 +9,10 @@ Coaching, not ranking (DESIGN.md "Governance"): an annotator's page carries thei
 anonymised distribution only, never another annotator's name, id or figures.
 """
 
-import csv
 
 from django.contrib.auth.decorators import login_required
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.formats import number_format
@@ -22,7 +21,7 @@ from django.utils.translation import gettext_lazy
 
 from apps.core.permissions import ANNOTATE, MANAGE
 from apps.quality.engine import DISTRIBUTION_FIGURES
-from apps.tasks.exports import _cell as spreadsheet_safe
+from apps.core.csv_tools import csv_response
 from apps.tasks.views import _project_or_404
 
 from . import people_selectors as selectors
@@ -79,16 +78,6 @@ def _trends(project):
     return values, selectors.api_datetime(snapshot and snapshot.computed_at)
 
 
-def _csv_response(filename, header, rows):
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else spreadsheet_safe(v) if isinstance(v, str) else v for v in row])
-    return response
-
-
 def _respond(request, *, template, context, data, tables, filename):
     """The page, its data as JSON (`?format=json`) or one of its tables as CSV (`?format=csv&table=<name>`)."""
     wanted = request.GET.get("format")
@@ -99,7 +88,7 @@ def _respond(request, *, template, context, data, tables, filename):
         if table not in tables:
             raise Http404(_("No such table."))
         header, rows = tables[table]()
-        return _csv_response(f"{filename}-{table}.csv", header, rows)
+        return csv_response(f"{filename}-{table}.csv", header, rows)
     return render(request, template, {**context, "data": data, "tables": list(tables)})
 
 

@@ -4,7 +4,6 @@ For the project's managers, and admins. Outsiders get 404 (the project is not re
 manager role 403 — as every portal page decides it (apps.tasks.views._project_or_404).
 """
 
-import csv
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
@@ -13,24 +12,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework.utils.encoders import JSONEncoder
 
+from apps.core.csv_tools import csv_response
 from apps.core.permissions import MANAGE
 from apps.tasks.views import _project_or_404
 
 from .project_figures import DashboardFilterForm, dashboard_tables, project_dashboard
 
 FORMATS = ("html", "json", "csv")
-# A spreadsheet runs a cell that starts with one of these as a formula: such text is written with a leading '.
-CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(CSV_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _bad_request(request, fmt, project, form, message, errors):
     if fmt == "json":
         return JsonResponse({"detail": message, "errors": errors}, status=400)
@@ -62,12 +50,7 @@ def project_dashboard_view(request, project_id):
         if name not in tables:
             message = _("Unknown table: choose one of %(tables)s.") % {"tables": ", ".join(tables)}
             return _bad_request(request, fmt, project, form, message, {"table": [message]})
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{project.slug}-{name}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(tables[name]["columns"])
-        writer.writerows([_csv_cell(cell) for cell in row] for row in tables[name]["rows"])
-        return response
+        return csv_response(f"{project.slug}-{name}.csv", tables[name]["columns"], tables[name]["rows"])
     query = request.GET.copy()
     query.pop("format", None)
     query.pop("table", None)

@@ -16,9 +16,7 @@ them to it. "Current annotation" is METRICS.md's, as the engine reads it: the la
 each assignment (a reviewer's fix is the task's final result, not the annotator's work).
 """
 
-import csv
 import heapq
-import io
 import json
 from dataclasses import dataclass, field
 
@@ -43,7 +41,7 @@ from django.utils.translation import gettext as _, gettext_lazy, ngettext_lazy
 
 from apps.core.errors import ValidationError
 from apps.projects.label_schema import TaskType, label_values, result_validate
-from apps.tasks.exports import _cell as spreadsheet_safe
+from apps.core.csv_tools import CSVChunks, spreadsheet_safe
 from apps.tasks.models import Annotation
 
 from .models import SanityRule
@@ -517,15 +515,8 @@ CSV_COLUMNS = ["rule", "description", "message", "annotation", "task", "annotato
 
 def sanity_report_csv(project):
     """The report as CSV text chunks: one line per (rule, offending annotation), streamed."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush():
-        value = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate(0)
-        return value
-
+    chunks = CSVChunks()
+    writer, flush = chunks.writer, chunks.flush
     writer.writerow(CSV_COLUMNS)
     for n, (finding, row) in enumerate(sanity_report_rows(project), start=1):
         writer.writerow([finding.key, spreadsheet_safe(finding.title), spreadsheet_safe(finding.message),

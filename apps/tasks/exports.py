@@ -5,9 +5,7 @@ Tasks are read in id-ordered pages of PAGE; each page's annotations and reviews 
 (never one per task), and each page leaves as one chunk, so the response is a few hundred writes, not millions.
 """
 
-import csv
 import functools
-import io
 import json
 import re
 from array import array
@@ -19,6 +17,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
 
+from apps.core.csv_tools import CSVChunks, spreadsheet_safe
 from apps.core.errors import ValidationError
 from apps.projects.label_schema import TaskType
 from apps.projects.models import Batch
@@ -238,21 +237,10 @@ def _json(project, params):
     yield "[]\n" if separator == "[" else "]\n"
 
 
-def _cell(text):
-    """Text a person typed, made safe for spreadsheets: a leading = + - @ would run as a formula."""
-    return "'" + text if text and text[0] in "=+-@\t\r" else text
-
-
 def _csv(project, params):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush():
-        value = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate(0)
-        return value
-
+    chunks = CSVChunks()
+    writer, flush = chunks.writer, chunks.flush
+    _cell = spreadsheet_safe
     writer.writerow(CSV_COLUMNS)
     yield flush()
     for records, _codes in _records(project, params):
