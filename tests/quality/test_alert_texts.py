@@ -195,6 +195,23 @@ def test_the_email_is_rendered_in_the_recipients_language(django_capture_on_comm
     assert translation.get_language() == "en"
 
 
+def test_low_agreement_tasks_are_not_emailed_one_by_one(django_capture_on_commit_callbacks):
+    # given a project with a manager who gets e-mails
+    project = factories.project(slug="many-low-tasks")
+    factories.member(project, Membership.Role.MANAGER, "busyboss")
+    task = factories.tasks(factories.batch(project), 1)[0]
+    with mock.patch("apps.quality.tasks.webhook_deliver.delay"), django_capture_on_commit_callbacks(execute=True):
+        # when a low-agreement task alert is raised, and then a gate-like one
+        low = gates._alert_raise(project=project, kind="low_agreement_task", severity="info", message="stored",
+                                 task=task, details={"task_id": task.pk, "external_id": None, "agreement": 0.2,
+                                                     "threshold": 0.5})
+        gates._alert_raise(project=project, kind="throughput_dip", severity="warning", message="stored",
+                           details=DIP)
+    # then the low task is in the portal (an alert) but e-mailed to nobody; the other kind is e-mailed
+    assert low is not None
+    assert len(mail.outbox) == 1 and "Throughput" in mail.outbox[0].subject
+
+
 def test_managers_language_is_the_sites_by_default():
     user = factories.UserFactory(username="someone")
     with override_settings(LANGUAGE_CODE="es"):
