@@ -77,8 +77,9 @@ MANAGER_MODEL_PERMISSIONS = {
     "tasks": {"task": "view change", "assignment": "view", "annotation": "view", "taskevent": "view",
               "clarification": "view change"},
     "quality": {"errortype": "view add change", "review": "view", "metricsnapshot": "view", "alert": "view change",
-                "webhook": "view add change delete", "webhookdelivery": "view"},
-    "annotators": {"annotatorprofile": "view add change"},
+                "webhook": "view add change delete", "webhookdelivery": "view",
+                "sanityrule": "view add change delete"},
+    "annotators": {"annotatorprofile": "view add change", "team": "view add change delete"},
     "auth": {"user": "view"},
 }
 
@@ -89,10 +90,23 @@ def managers_group():
 
     group, created = Group.objects.get_or_create(name=MANAGERS_GROUP)
     if created:
-        codenames = [(app, f"{action}_{model}") for app, models in MANAGER_MODEL_PERMISSIONS.items()
-                     for model, actions in models.items() for action in actions.split()]
-        group.permissions.set(Permission.objects.filter(_permissions_q(codenames)))
+        group.permissions.set(Permission.objects.filter(_permissions_q(_manager_codenames())))
     return group
+
+
+def _manager_codenames():
+    return [(app, f"{action}_{model}") for app, models in MANAGER_MODEL_PERMISSIONS.items()
+            for model, actions in models.items() for action in actions.split()]
+
+
+def managers_group_permissions_sync(**kwargs):
+    """post_migrate: an existing managers' group gets the permissions added to MANAGER_MODEL_PERMISSIONS since it
+    was created (new models: teams, sanity rules). Permissions an admin gave the group by hand are kept."""
+    from django.contrib.auth.models import Group, Permission
+
+    group = Group.objects.filter(name=MANAGERS_GROUP).first()
+    if group is not None:
+        group.permissions.add(*Permission.objects.filter(_permissions_q(_manager_codenames())))
 
 
 def _permissions_q(codenames):

@@ -40,3 +40,23 @@ def test_losing_the_last_manager_role_takes_the_group_away():
 
     assert not manager.groups.filter(name=services.MANAGERS_GROUP).exists()
     assert not manager.has_perm("projects.change_project", project)
+
+
+def test_an_existing_managers_group_gets_the_permissions_of_new_models_after_migrate(client):
+    # given a managers' group created before teams and sanity rules existed (those permissions missing)
+    manager = factories.UserFactory(username="early-manager")
+    project = factories.project(slug="early")
+    services.membership_add(project=project, user=manager, role=Membership.Role.MANAGER)
+    group = manager.groups.get(name=services.MANAGERS_GROUP)
+    group.permissions.remove(*group.permissions.filter(codename__in=["view_team", "change_team", "add_sanityrule"]))
+    assert not manager.__class__.objects.get(pk=manager.pk).has_perm("annotators.view_team")
+
+    # when the post-migrate sync runs (as after `manage.py migrate`)
+    services.managers_group_permissions_sync()
+
+    # then the group has them again, and the manager opens the teams in the admin
+    manager = manager.__class__.objects.get(pk=manager.pk)
+    assert manager.has_perm("annotators.view_team") and manager.has_perm("annotators.change_team")
+    assert manager.has_perm("quality.add_sanityrule")
+    client.force_login(manager)
+    assert client.get(reverse("admin:annotators_team_changelist")).status_code == 200
