@@ -194,8 +194,9 @@ def test_append_only_tables_are_every_history_table_and_the_event_log():
 @pytest.fixture
 def every_history_table_filled(team):
     """A row in every append-only table: the team, a rejected review (with error types), a gate, an alert, a
-    webhook, a clarification and an annotator profile."""
-    from apps.annotators.models import AnnotatorProfile
+    webhook, a clarification, an annotator profile, a team with a member and a sanity rule."""
+    from apps.annotators.models import AnnotatorProfile, Team
+    from apps.quality.models import SanityRule
 
     annotator = team.annotators[0]
     assignment = task_services.assignment_assign(task=team.task, annotator=annotator)
@@ -207,6 +208,8 @@ def every_history_table_filled(team):
     Alert.objects.create(kind=Alert.Kind.THROUGHPUT_DIP, project=team.project, message="Fewer labels today")
     Webhook.objects.create(project=team.project, url="https://example.org/hook", secret="s3cret")
     AnnotatorProfile.objects.create(user=annotator)
+    Team.objects.create(name="Morning shift").members.add(annotator)
+    SanityRule.objects.create(project=team.project, kind=SanityRule.Kind.LABEL_NEEDS_NOTE, label="cat")
     return team
 
 
