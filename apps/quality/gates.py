@@ -164,6 +164,7 @@ def gates_evaluate(project, *, now=None):
         unchanged = []
         for gate in gates:
             state, value, n = gate_state(gate, figures.get(gate.batch_id, {}).get(gate.metric))
+            was_breached = gate.state == QualityGate.State.BREACHED
             if (gate.state, gate.last_value, gate.last_n) != (state, value, n):
                 gate.state, gate.last_value, gate.last_n, gate.evaluated_at = state, value, n, now
                 gate.save(update_fields=["state", "last_value", "last_n", "evaluated_at", "updated_at"])
@@ -171,7 +172,9 @@ def gates_evaluate(project, *, now=None):
                 unchanged.append(gate.pk)
                 gate.evaluated_at = now
             live = live_alerts.get(gate.pk)
-            if state == QualityGate.State.BREACHED and live is None:
+            # A breach raises one alert when it begins. Still breached with no live alert: a manager resolved it by
+            # hand during this breach (automatic resolution happens only on passing), so it is not raised again.
+            if state == QualityGate.State.BREACHED and live is None and not was_breached:
                 _alert_raise(project=project, kind=Alert.Kind.GATE_BREACH, severity=Alert.Severity.CRITICAL,
                              batch=gate.batch, gate=gate, message=_gate_message(gate, value, n),
                              details=_gate_details(gate, value, n))
@@ -252,11 +255,22 @@ def _work_remaining(project):
     return remaining is None or remaining > 0
 
 
+def _resolved_by_hand(project, kind, **same):
+    """Whether the latest alert of `kind` about the same thing (`same`: keys of its details) was resolved by a
+    manager: the same situation is then not raised again (a new day's dip, or other flags, are)."""
+    latest = (Alert.objects.filter(project=project, kind=kind,
+                                   **{f"details__{key}": value for key, value in same.items()})
+              .order_by("-created_at", "-pk").values_list("state", "resolved_by_id").first())
+    return latest is not None and latest[0] == Alert.State.RESOLVED and latest[1] is not None
+
+
 def throughput_alert_evaluate(project, *, now=None):
     now = now or timezone.now()
     figure = throughput_dip(project, now=now)
     dip = figure["dip"] and _work_remaining(project)
     live = Alert.objects.filter(project=project, kind=Alert.Kind.THROUGHPUT_DIP, state__in=LIVE).first()
+    if dip and live is None and _resolved_by_hand(project, Alert.Kind.THROUGHPUT_DIP, day=figure["day"]):
+        return None  # this day's dip was already dealt with by a manager
     if dip and live is None:
         ratio = throughput_dip_ratio()
         return _alert_raise(
@@ -290,6 +304,9 @@ def outlier_alerts_evaluate(project, *, now=None):
                    f"{', '.join(row['flags'])} (robust z-score beyond 3 over at least 20 tasks).")
         details = {"annotator_id": annotator_id, "username": row.get("username"), "flags": list(row["flags"])}
         alert = live.get(annotator_id)
+        if alert is None and _resolved_by_hand(project, Alert.Kind.OUTLIER_ANNOTATOR, annotator_id=annotator_id,
+                                               flags=details["flags"]):
+            continue  # a manager dealt with these same flags of this annotator
         if alert is None:
             raised.append(_alert_raise(project=project, kind=Alert.Kind.OUTLIER_ANNOTATOR,
                                        severity=Alert.Severity.WARNING, message=message, details=details))

@@ -155,9 +155,13 @@ def _alerts_raise(project, low, routed):
     from .gates import _alert_raise
 
     live = Alert.objects.filter(task_id=OuterRef("task_id"), state__in=LIVE)
+    # A manager who resolved a task's alert by hand has dealt with that task: it is not alerted again (routing still
+    # acts on it). Alerts that resolved themselves (agreement recovered) have no resolver.
+    dealt_with = Alert.objects.filter(task_id=OuterRef("task_id"), kind=Alert.Kind.LOW_AGREEMENT_TASK,
+                                      state=Alert.State.RESOLVED, resolved_by__isnull=False)
     raised = []
     threshold = project.low_agreement_threshold
-    rows = low.exclude(Exists(live)).values_list("task_id", "task__external_id", "agreement", "n").order_by("task_id")
+    rows = low.exclude(Exists(live)).exclude(Exists(dealt_with)).values_list("task_id", "task__external_id", "agreement", "n").order_by("task_id")
     for task_id, external_id, agreement, n in rows:
         how = routed.get(task_id)
         details = {"task_id": task_id, "external_id": external_id, "agreement": agreement, "n": n,

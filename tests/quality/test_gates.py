@@ -236,3 +236,58 @@ def test_one_live_alert_per_outlier_annotator_resolved_when_the_flags_go():
         gates.outlier_alerts_evaluate(project)
     alert.refresh_from_db()
     assert alert.state == "resolved" and Alert.objects.count() == 1
+
+
+# --- resolved by a manager ----------------------------------------------------------------------------------------
+
+
+def test_a_breach_resolved_by_hand_is_not_raised_again_until_the_gate_passes_and_breaks_anew(
+        django_capture_on_commit_callbacks):
+    world = GoldProject()
+    world.answer(4, "cat")
+    world.answer(2, "dog")
+    recompute(world.project, django_capture_on_commit_callbacks)
+    alert = Alert.objects.get()
+    # when the manager resolves it while the gate is still breached, and more work is counted
+    quality_services.alert_resolve(alert=alert, actor=world.manager)
+    world.answer(1, "dog")
+    recompute(world.project, django_capture_on_commit_callbacks)
+    # then no new alert, no new e-mail
+    world.gate.refresh_from_db()
+    assert world.gate.state == "breached"
+    assert Alert.objects.count() == 1 and len(mail.outbox) == 1
+    # when the gate passes and breaks again: a new breach, a new alert
+    world.answer(9, "cat")
+    recompute(world.project, django_capture_on_commit_callbacks)
+    world.gate.refresh_from_db()
+    assert world.gate.state == "passing"
+    world.gate.threshold = 0.95
+    world.gate.save()
+    recompute(world.project, django_capture_on_commit_callbacks)
+    assert Alert.objects.filter(state="open", gate=world.gate).count() == 1 and len(mail.outbox) == 2
+
+
+def test_a_dip_or_an_outlier_resolved_by_hand_stays_resolved_for_the_same_day_or_flags(
+        django_capture_on_commit_callbacks):
+    project = factories.project(slug="handled")
+    manager = factories.member(project, Membership.Role.MANAGER, "handler")
+    slow = factories.member(project, Membership.Role.ANNOTATOR, "slowhand")
+    today = datetime(2026, 11, 20, tzinfo=dt_timezone.utc).date()
+    for days_ago in range(2, 9):
+        submissions_on(project, today - timedelta(days=days_ago), 20)
+    submissions_on(project, today - timedelta(days=1), 9)
+    noon = datetime.combine(today, datetime.min.time(), tzinfo=dt_timezone.utc) + timedelta(hours=12)
+    with django_capture_on_commit_callbacks(execute=True), mock.patch("apps.quality.tasks.webhook_deliver.delay"):
+        dip = gates.throughput_alert_evaluate(project, now=noon)
+        annotators_snapshot(project, [(slow, ["slow"])])
+        [outlier] = gates.outlier_alerts_evaluate(project)
+        for alert in (dip, outlier):
+            quality_services.alert_resolve(alert=alert, actor=manager)
+        # the same dip day and the same flags: nothing raised again
+        gates.throughput_alert_evaluate(project, now=noon + timedelta(hours=2))
+        assert gates.outlier_alerts_evaluate(project) == []
+        assert Alert.objects.filter(state="open").count() == 0
+        # other flags: a new alert
+        annotators_snapshot(project, [(slow, ["slow", "low_gold"])])
+        [again] = gates.outlier_alerts_evaluate(project)
+    assert again.details["flags"] == ["slow", "low_gold"] and again.state == "open"

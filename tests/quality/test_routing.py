@@ -335,3 +335,15 @@ def test_a_real_worker_routes_the_low_task(celery_worker_process):
     assert alert is not None, "the worker raised no low-agreement alert within 90 s"
     world.task.refresh_from_db()
     assert (alert.kind, world.task.extra_annotations, world.task.status) == ("low_agreement_task", 1, "in_progress")
+
+
+def test_a_low_task_alert_resolved_by_hand_is_not_raised_again():
+    world = Disagreement(routing_mode=Project.Routing.OFF)
+    world.full_pass()
+    alert = Alert.objects.get(project=world.project)
+    # when the manager resolves it by hand while the task is still low
+    quality_services.alert_resolve(alert=alert, actor=world.manager)
+    world.full_pass()
+    routing.low_agreement_tasks_evaluate(world.project)
+    # then it stays resolved, and no new alert is raised for the task
+    assert list(Alert.objects.filter(project=world.project).values_list("state", flat=True)) == ["resolved"]
