@@ -6,7 +6,7 @@ the live alerts, the batches of the filter and the error-type names. `dashboard_
 tables the page shows under its charts and offers as CSV.
 """
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 from django.db.models import Max, Q, Subquery
@@ -29,6 +29,10 @@ QUALITY_SERIES = ("agreement", "gold_accuracy", "acceptance_rate", "rework_rate"
 UNFINISHED = [s for s in Task.Status.values if s not in (Task.Status.ACCEPTED, Task.Status.CANCELLED)]
 
 
+# Dates outside this range are typing mistakes (and day arithmetic near year 1 or 9999 overflows).
+EARLIEST_DAY = date(2000, 1, 1)
+
+
 class DashboardFilterForm(forms.Form):
     """The GET filters: a batch of the project and a date range (at most MAX_DAYS days, not in the future)."""
 
@@ -46,10 +50,14 @@ class DashboardFilterForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        date_to = cleaned.get("date_to") or self.today
-        date_from = cleaned.get("date_from") or date_to - timedelta(days=DEFAULT_DAYS - 1)
+        for field in ("date_from", "date_to"):
+            day = cleaned.get(field)
+            if day is not None and not EARLIEST_DAY <= day <= self.today:
+                self.add_error(field, _("Choose a day between %(first)s and today.") % {"first": EARLIEST_DAY})
         if "date_to" in self.errors or "date_from" in self.errors:
             return cleaned
+        date_to = cleaned.get("date_to") or self.today
+        date_from = cleaned.get("date_from") or date_to - timedelta(days=DEFAULT_DAYS - 1)
         if date_from > date_to:
             self.add_error("date_from", _("The start date must be on or before the end date."))
         elif (date_to - date_from).days + 1 > MAX_DAYS:
@@ -79,7 +87,9 @@ def _daily_history(project, batch, date_from, date_to):
                       else {"scope": SCOPE.PROJECT, "kind": "quality"})
     times = list(last_of_day(**progress_lookup).union(last_of_day(**quality_lookup), all=True))
     wanted = Q(**progress_lookup) | Q(**quality_lookup)
-    status_path = f"values__by_batch__{batch.pk}" if batch else "values__by_status"
+    # A batch's counts: the whole by_batch object, its key picked here (a numeric key in a JSON path is an array
+    # index on SQLite, so `by_batch__<pk>` would read nothing there).
+    status_path = "values__by_batch" if batch else "values__by_status"
     rows = (MetricSnapshot.objects.filter(wanted, project=project, computed_at__in=times).order_by("computed_at")
             .values("kind", "computed_at", status_path, "values__review__backlog",
                     "values__eta__remaining_annotations", "values__agreement__value",
@@ -88,7 +98,7 @@ def _daily_history(project, batch, date_from, date_to):
     for row in rows:
         day = row["computed_at"].date().isoformat()
         if row["kind"] == "progress":
-            by_status = row[status_path] or {}
+            by_status = ((row[status_path] or {}).get(str(batch.pk)) if batch else row[status_path]) or {}
             progress.append({
                 "date": day,
                 "remaining_tasks": sum(by_status.get(s, 0) for s in UNFINISHED),

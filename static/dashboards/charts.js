@@ -68,6 +68,12 @@
     return value === null || value === undefined ? "—" : `${(100 * value).toFixed(1)} %`;
   }
 
+  /* Text that people typed (names, error types) goes into SVG labels and hovers, where plotly reads a few HTML
+     tags (links, styles): escape it. */
+  function esc(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  }
+
   /* A horizontal line across the plot at y (a gate threshold), with a label at its right end. */
   function hline(y, color, label, yref) {
     return {
@@ -78,5 +84,5 @@
     };
   }
 
-  global.LPCharts = { t, draw, empty, merge, percent, hline, COLORS, STATUS_COLORS };
+  global.LPCharts = { t, draw, empty, merge, percent, hline, esc, COLORS, STATUS_COLORS };
 })(window);

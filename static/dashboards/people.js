@@ -22,10 +22,7 @@
                    "#7f7f7f", "#bcbd22"];
   const present = (v) => v !== null && v !== undefined;
 
-  /* Text that people typed (team names) goes into SVG labels: plotly reads a few tags in them, so escape. */
-  function esc(text) {
-    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-  }
+  const esc = global.LPCharts.esc;  // static/dashboards/charts.js
   function fmt(name, value) {
     if (!present(value)) return "—";
     if (RATES.has(name)) return Math.round(value * 100) + " %";

@@ -132,7 +132,7 @@
     const rows = (data.quality.error_types || []).slice().reverse();
     if (!rows.length) return C.empty("chart-errors", t("No errors reported by reviewers."));
     C.draw("chart-errors", [{
-      type: "bar", orientation: "h", name: t("Reviews"), y: rows.map((r) => r.name), x: rows.map((r) => r.count),
+      type: "bar", orientation: "h", name: t("Reviews"), y: rows.map((r) => C.esc(r.name)), x: rows.map((r) => r.count),
       marker: { color: C.COLORS.err }, hovertemplate: `%{y}: %{x}<extra></extra>`,
     }], { height: Math.max(180, 40 + 32 * rows.length), showlegend: false, hovermode: "closest",
           margin: { l: 170 }, yaxis: { automargin: true, rangemode: "normal" } });

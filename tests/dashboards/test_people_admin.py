@@ -102,3 +102,18 @@ def test_the_demo_has_two_shifts_made_once():
     assert sorted(Team.objects.get(name="Evening shift").members.values_list("username", flat=True)) == [
         "jan", "mateo", "youssef"]
     assert Team.objects.get(name="Morning shift").members.count() == 0
+
+
+def test_the_team_list_counts_members_in_one_query_whatever_the_number_of_teams(client, django_assert_max_num_queries):
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("teamsadmin", "a@example.org", "pw-Secret-1")
+    people = [factories.UserFactory(username=f"member{i}") for i in range(6)]
+    for i in range(8):
+        Team.objects.create(name=f"Shift {i}").members.add(*people[: i % 4 + 1])
+    client.force_login(admin_user)
+    with django_assert_max_num_queries(12):
+        page = client.get("/admin/annotators/team/")
+    assert page.status_code == 200
+    counts = [row.member_total for row in page.context["cl"].result_list]
+    assert sorted(counts) == sorted(i % 4 + 1 for i in range(8))

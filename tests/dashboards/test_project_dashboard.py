@@ -194,6 +194,10 @@ def test_the_batch_filter_shows_the_batch_s_figures(world, client):
     assert data["progress"]["accepted_pct"] == 0
     whole = get(client, world.manager, world.project, "?format=json").json()
     assert whole["progress"]["total"] == 10
+    # and the burndown of that batch: today's 4 tasks, none accepted (read from the snapshot's by_batch)
+    today = timezone.now().date().isoformat()
+    [last] = [row for row in data["burndown"] if row["date"] == today]
+    assert (last["remaining_tasks"], last["accepted"]) == (4, 0)
 
 
 def test_a_batch_of_another_project_or_a_bad_date_is_refused_with_a_message(world, client):
@@ -207,6 +211,12 @@ def test_a_batch_of_another_project_or_a_bad_date_is_refused_with_a_message(worl
     assert response.json()["errors"]["date_from"] == ["The start date must be on or before the end date."]
     response = get(client, world.manager, world.project, "?format=json&date_from=2020-01-01&date_to=2025-01-01")
     assert response.status_code == 400 and "at most" in response.json()["errors"]["date_from"][0]
+    # days near the ends of the calendar, or in the future: a clear 400, never an overflow
+    for query in ("date_to=0001-01-05", "date_from=9999-12-30&date_to=9999-12-31", "date_from=1999-12-31"):
+        response = get(client, world.manager, world.project, f"?format=json&{query}")
+        assert response.status_code == 400, query
+        assert any("between 2000-01-01 and today" in message
+                   for messages in response.json()["errors"].values() for message in messages), query
 
 
 def test_the_date_range_limits_the_daily_series(world, client):
