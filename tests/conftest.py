@@ -105,3 +105,13 @@ def admin_user(db):
 def team(db):
     """A classification project (overlap 1, review all) with an active batch and its people."""
     return factories.team()
+
+
+@pytest.fixture
+def small_team_distribution(monkeypatch):
+    """The team spread shown from 3 annotators (5 by default): for test worlds of three people."""
+    from apps.dashboards import people_trends
+    from apps.quality import engine
+
+    monkeypatch.setattr(engine, "DISTRIBUTION_MIN_TEAM", 3)
+    monkeypatch.setattr(people_trends, "DISTRIBUTION_MIN_TEAM", 3)

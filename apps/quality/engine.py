@@ -92,8 +92,9 @@ OVERALL_METRIC = {
     TaskType.TEXT_SPANS: "mean_pairwise_span_f1",
     TaskType.BOUNDING_BOXES: "mean_pairwise_box_f1",
 }
-# Below this many annotators with a figure the team distribution is not shown: it would describe individuals.
-DISTRIBUTION_MIN_TEAM = 3
+# Below this many annotators with a figure the team distribution is not shown: it would describe individuals (with 3
+# or 4, the quartiles and one's own value give the others' exact figures).
+DISTRIBUTION_MIN_TEAM = 5
 DISTRIBUTION_FIGURES = ("submitted", "median_lead_time_seconds", "acceptance_rate", "rework_rate", "gold_accuracy",
                         "agreement", "difficulty_adjusted_speed")
 # Each median keeps this many values either side of it (window_of): enough for the events between full passes.

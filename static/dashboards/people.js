@@ -244,7 +244,7 @@
       node.setAttribute("aria-label", NAMES[name]);
       box.appendChild(node);
       if (!present(spread.median)) {
-        empty(node, NAMES[name] + ": " + fmt(name, mine) + " — " + t("the team's spread is shown once at least 3 annotators have this figure."));
+        empty(node, NAMES[name] + ": " + fmt(name, mine) + " — " + t("the team's spread is shown once at least 5 annotators have this figure."));
         return;
       }
       const traces = [{

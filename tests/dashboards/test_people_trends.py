@@ -66,6 +66,7 @@ def test_submissions_and_median_lead_time_per_week():
     assert series(values, trio.a, "median_lead_time_seconds")[0] is None
 
 
+@pytest.mark.usefixtures("small_team_distribution")
 def test_acceptance_per_week_of_the_decision_and_the_team_distribution_from_three():
     trio = Trio()
     work = {person: [trio.submit(person, task, LAST_WEEK, lead) for task in trio.tasks[:2]]

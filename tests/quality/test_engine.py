@@ -162,11 +162,19 @@ def test_annotator_figures(computed):
     assert reviewers[0]["median_review_latency_seconds"] >= 0
 
 
+@pytest.mark.usefixtures("small_team_distribution")
 def test_team_distribution_is_quartiles_without_names(computed):
+    # (this crew of three gets a spread only with the minimum lowered to 3: see the next test)
     distribution = latest(computed.project, "annotators").values["distribution"]
     assert distribution["gold_accuracy"] == {"n": 3, "p25": 0.5, "median": 0.5, "p75": 0.75}
     assert distribution["submitted"]["median"] == 10
     assert "a0" not in str(distribution)
+
+
+def test_three_annotators_get_no_team_spread_by_default(computed):
+    distribution = latest(computed.project, "annotators").values["distribution"]
+    assert engine.DISTRIBUTION_MIN_TEAM == 5
+    assert distribution["gold_accuracy"] == {"n": 3, "p25": None, "median": None, "p75": None}
 
 
 def test_batch_snapshot_has_the_gate_figures_of_its_batch(computed):
@@ -222,6 +230,7 @@ def test_an_empty_project_has_null_figures_not_zeros(db):
 
 # --- the API reads the snapshots ---------------------------------------------------------------------------------
 
+@pytest.mark.usefixtures("small_team_distribution")
 def test_api_serves_the_computed_figures(computed):
     project = computed.project
     metrics_body = client_for(computed.manager).get(f"/api/v1/projects/{project.pk}/metrics/").json()
