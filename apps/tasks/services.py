@@ -665,12 +665,18 @@ def task_escalate_to_senior_review(*, task, comment, payload=None):
         task = _lock_task(task.pk)
         if task.status in (TS.ACCEPTED, TS.CANCELLED):
             return []
+        # Approved work too: a task held back from acceptance while routing can act may have been approved by a
+        # reviewer before the worker saw its agreement; a senior decides it again.
         annotations = list(Annotation.objects.select_for_update(of=("self",)).select_related("assignment").filter(
-            task=task, is_current=True, status=AN.SUBMITTED, assignment__status=AS.SUBMITTED).order_by("id"))
+            task=task, is_current=True, status__in=[AN.SUBMITTED, AN.APPROVED],
+            assignment__status__in=[AS.SUBMITTED, AS.APPROVED]).order_by("id"))
         for annotation in annotations:
             annotation.status = AN.ESCALATED
             annotation.needs_review = True
             annotation.save(update_fields=["status", "needs_review"])
+            if annotation.assignment.status == AS.APPROVED:
+                annotation.assignment.status = AS.SUBMITTED  # waiting for the senior's decision again
+                annotation.assignment.save(update_fields=["status", "updated_at"])
             event_record(type=TaskEvent.Type.ESCALATED, project=task.project, task=task,
                          assignment=annotation.assignment, actor=None,
                          payload={"annotation": annotation.pk, "comment": comment, **(payload or {})})

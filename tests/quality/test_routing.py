@@ -347,3 +347,32 @@ def test_a_low_task_alert_resolved_by_hand_is_not_raised_again():
     routing.low_agreement_tasks_evaluate(world.project)
     # then it stays resolved, and no new alert is raised for the task
     assert list(Alert.objects.filter(project=world.project).values_list("state", flat=True)) == ["resolved"]
+
+
+def test_senior_review_takes_work_a_reviewer_approved_before_the_worker_saw_the_agreement():
+    # given the worker has not routed yet when a (junior) reviewer approves both annotations
+    with mock.patch.object(routing, "low_agreement_tasks_evaluate"):
+        world = Disagreement(routing_mode=Project.Routing.SENIOR_REVIEW)
+        for annotation in world.annotations:
+            services.review_start(annotation=annotation, reviewer=world.reviewer)
+            services.review_approve(annotation=annotation, reviewer=world.reviewer)
+    world.task.refresh_from_db()
+    assert world.task.status != Task.Status.ACCEPTED  # held while routing can act
+    senior = factories.member(world.project, Membership.Role.REVIEWER, "senior")
+    AnnotatorProfile.objects.create(user=senior, seniority=AnnotatorProfile.Seniority.SENIOR)
+
+    # when the worker routes it
+    world.full_pass()
+
+    # then the approved work goes to the senior, waiting for a decision again, and the task is not accepted
+    rows = Annotation.objects.filter(task=world.task, is_current=True)
+    assert list(rows.values_list("status", "assignment__status")) == [("escalated", "submitted")] * 2
+    assert world.task.status == Task.Status.IN_REVIEW
+    assert {a.pk for a in review_queue(project=world.project, reviewer=senior)} == {a.pk for a in world.annotations}
+    # and the senior's approvals accept it
+    for annotation in world.annotations:
+        annotation.refresh_from_db()
+        services.review_start(annotation=annotation, reviewer=senior)
+        services.review_approve(annotation=annotation, reviewer=senior)
+    world.task.refresh_from_db()
+    assert world.task.status == Task.Status.ACCEPTED
