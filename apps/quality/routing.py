@@ -188,8 +188,10 @@ def low_agreement_tasks_evaluate(project, *, since=None, now=None):
         threshold = project.low_agreement_threshold
         resolved = _alerts_resolve(project, threshold, now, since)
         if threshold is None:
+            # Tasks are held only while a threshold is set: a project that never had one has none to release.
+            ever = Project.history.filter(id=project.pk, low_agreement_threshold__isnull=False).exists()
             return {"raised": [], "resolved": resolved, "routed": [],
-                    "released": _held_release(project) if since is None else []}
+                    "released": _held_release(project) if since is None and ever else []}
         low = _low_snapshots(project, threshold, since=since)
         routed = []
         if project.low_agreement_routing == ROUTING.EXTRA_ANNOTATOR:
