@@ -69,6 +69,22 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def listening_wait(process, port, stop, timeout=60):
+    """Wait until the gunicorn `process` accepts connections on `port`; if it exits or never listens, `stop()` and
+    end the bench. Returns the deadline, for what the caller waits for next."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return deadline
+        except OSError:
+            time.sleep(0.2)
+    stop()
+    raise SystemExit(f"gunicorn did not start listening within {timeout} s")
+
+
 class Gunicorn:
     """`gunicorn labelportal.wsgi` with production settings on 127.0.0.1, for one run."""
 
@@ -82,18 +98,7 @@ class Gunicorn:
         self.command = [str(ROOT / ".venv/bin/gunicorn"), "labelportal.wsgi", "-b", f"127.0.0.1:{self.port}",
                         "-w", str(workers), "--timeout", str(timeout), "--log-level", "warning"]
         self.process = subprocess.Popen(self.command, cwd=ROOT, env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise SystemExit("gunicorn did not start listening within 60 s")
+        listening_wait(self.process, self.port, self.stop)
         self.workers_wait(workers)
 
     def worker_pids(self):

@@ -27,7 +27,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_import import database_prepare, free_port, machine  # noqa: E402
+from api_import import database_prepare, free_port, listening_wait, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "labelportal_bench3"
@@ -223,18 +222,7 @@ class Server:
                  "-Q", "bench-next-task", "--without-gossip", "--without-mingle", "--without-heartbeat",
                  "--loglevel", "WARNING"],
                 cwd=ROOT, env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise SystemExit("gunicorn did not start listening within 60 s")
+        deadline = listening_wait(self.process, self.port, self.stop)
         while len(self.worker_pids()) < workers and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1)  # let the workers finish importing Django
