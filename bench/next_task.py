@@ -154,6 +154,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def children_of(pid):
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def machine_cpu_seconds():
+    """CPU seconds the whole machine spent busy (every core), from /proc/stat: what the bench's processes do not
+    account for is other work on the machine."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
 def database_backends():
     """PIDs of the PostgreSQL backends connected to the bench database (their process title names it)."""
     pids = []
@@ -228,9 +243,12 @@ class Server:
         time.sleep(1)  # let the workers finish importing Django
 
     def worker_pids(self):
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        pids = [int(pid) for pid in children.read_text().split()]
-        return pids + ([self.worker.pid] if self.worker is not None else [])
+        """The gunicorn worker processes."""
+        return children_of(self.process.pid)
+
+    def celery_pids(self):
+        """The Celery worker: its main process and the pool's child, which runs the tasks."""
+        return [self.worker.pid] + children_of(self.worker.pid) if self.worker is not None else []
 
     def connection(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -329,7 +347,8 @@ def run(server, project, tokens, annotators, seconds):
         client.start()
     start_line.wait()  # all warmed up
     server_cpu, database_cpu = CpuMeter(server.worker_pids), CpuMeter(database_backends)
-    client_cpu = time.process_time()
+    celery_cpu = CpuMeter(server.celery_pids)
+    client_cpu, busy = time.process_time(), machine_cpu_seconds()
     started = time.monotonic()
     for client in clients:
         client.deadline = started + seconds
@@ -337,8 +356,8 @@ def run(server, project, tokens, annotators, seconds):
     for client in clients:
         client.join()
     elapsed = time.monotonic() - started
-    client_cpu = time.process_time() - client_cpu
-    server_cpu, database_cpu = server_cpu.stop(), database_cpu.stop()
+    client_cpu, busy = time.process_time() - client_cpu, machine_cpu_seconds() - busy
+    server_cpu, database_cpu, celery_cpu = server_cpu.stop(), database_cpu.stop(), celery_cpu.stop()
     cycles = sum(client.cycles for client in clients)
     errors = [error for client in clients for error in client.errors]
     return {
@@ -353,7 +372,10 @@ def run(server, project, tokens, annotators, seconds):
         "nothing_left_answers": sum(client.nothing_left for client in clients),
         "warmup_cycles": sum(client.warmup_cycles for client in clients),
         "cpu_s": {"client": round(client_cpu, 1), "gunicorn_workers": round(server_cpu, 1),
-                  "postgres_backends": round(database_cpu, 1), "available": round(elapsed * os.cpu_count(), 1)},
+                  "celery_worker": round(celery_cpu, 1), "postgres_backends": round(database_cpu, 1),
+                  "machine_busy": round(busy, 1), "available": round(elapsed * os.cpu_count(), 1)},
+        "cpu_ms_per_cycle": {name: round(seconds * 1000 / max(cycles, 1), 1) for name, seconds in (
+            ("client", client_cpu), ("gunicorn", server_cpu), ("celery", celery_cpu), ("postgres", database_cpu))},
     }
 
 
