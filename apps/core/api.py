@@ -2,19 +2,23 @@
 
 import functools
 import hashlib
+import tempfile
 
 import django_filters
 from django import forms
-from django.core.exceptions import ObjectDoesNotExist
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import ApplicationError, TransitionError
+from .errors import ApplicationError, PayloadTooLargeError, TransitionError
 from .models import IdempotencyRecord
 
 
@@ -74,6 +78,31 @@ def _field_errors(detail):
     return {}
 
 
+def size_text(size, *, round_up=False):
+    """A byte count as people read it: "900 bytes", "1.5 KB", "10 MB" (units of 1024, at most one decimal).
+    `round_up` for the size of something refused as too large, so that it never reads as equal to its limit."""
+    if size < 1024:
+        return _("%(n)d bytes") % {"n": size}
+    for unit, scale in (("KB", 2**10), ("MB", 2**20), ("GB", 2**30)):
+        if size < scale * 1024 or unit == "GB":
+            tenths = -(-size * 10 // scale) if round_up else size * 10 // scale
+            number = f"{tenths // 10}" if tenths % 10 == 0 else f"{tenths // 10}.{tenths % 10}"
+            return f"{number} {unit}"
+
+
+def body_too_large_message(size, limit):
+    """The 413's detail for a request body over `limit` bytes (the import's wording: the body is an upload)."""
+    return _("The upload is %(size)s; the limit is %(limit)s.") % {
+        "size": size_text(size, round_up=True), "limit": size_text(limit)}
+
+
+def _content_length(request):
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def exception_handler(exc, context):
     """Every error as `{"detail": "...", "errors": {...}}` with the status the contract gives."""
     if isinstance(exc, ApplicationError):
@@ -92,6 +121,17 @@ def exception_handler(exc, context):
         # json.loads (DRF's JSONParser) and any walk over the parsed value recurse once per level: a body of a few
         # kilobytes like [[[[… exhausts the stack. That is bad input, not a server error.
         return Response({"detail": "The JSON body is nested too deeply.", "errors": {}}, status=400)
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to hold a body over DATA_UPLOAD_MAX_MEMORY_SIZE in memory (request.body, a form's
+        # fields); left to Django, the answer would be its HTML "Bad Request (400)" page.
+        request = context.get("request")
+        size = _content_length(request) if request is not None else 0
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = body_too_large_message(size, limit) if size > limit else _(
+            "The request body is larger than %(limit)s.") % {"limit": size_text(limit)}
+        return Response({"detail": detail, "errors": {}}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return Response({"detail": _("The form has too many fields or files."), "errors": {}}, status=400)
     if isinstance(exc, ObjectDoesNotExist):
         exc = Http404()
     response = drf_exception_handler(exc, context)
@@ -106,28 +146,89 @@ def exception_handler(exc, context):
     return response
 
 
-def _fingerprint(request):
-    """SHA-256 of method, path and body; for a form upload, of its fields and the content of its files (streamed,
-    then rewound for the view), since the raw multipart body differs on every send (its boundary)."""
+SPOOL_MEMORY = 64 * 1024  # bytes of a body kept in memory; beyond that the spool is a temporary file
+SPOOL_CHUNK = 64 * 1024
+
+
+def _digest_start(request):
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.path.encode()):
         digest.update(part)
         digest.update(b"\0")
-    content_type = request.content_type or ""
-    if content_type.startswith("multipart/") or content_type == "application/x-www-form-urlencoded":
-        for name, values in sorted(request.POST.lists()):
-            digest.update(repr((name, values)).encode())
+    return digest
+
+
+def _fingerprint_form(request, digest):
+    """A form upload: its fields and the content of its files (Django's parser spools big files to disk; they are
+    rewound for the view), since the raw multipart body differs on every send (its boundary)."""
+    for name, values in sorted(request.POST.lists()):
+        digest.update(repr((name, values)).encode())
+        digest.update(b"\0")
+    for name, files in sorted(request.FILES.lists()):
+        for upload in files:
+            digest.update(repr((name, upload.name, upload.size)).encode())
+            for chunk in upload.chunks():
+                digest.update(chunk)
+            upload.seek(0)
             digest.update(b"\0")
-        for name, files in sorted(request.FILES.lists()):
-            for upload in files:
-                digest.update(repr((name, upload.name, upload.size)).encode())
-                for chunk in upload.chunks():
-                    digest.update(chunk)
-                upload.seek(0)
-                digest.update(b"\0")
-    else:
-        digest.update(request.body)
     return digest.hexdigest()
+
+
+def _fingerprint_spooled(request, digest, limit):
+    """Any other body: read in chunks into a spool (memory up to SPOOL_MEMORY, then a temporary file) while
+    hashing it, then put back as the request's stream, unread, so that the view and DRF's parsers read exactly
+    the bytes they would have read from the client (request.body, request.read(), request.readline()).
+    Returns (fingerprint, spool); the caller closes the spool. PayloadTooLargeError past `limit` bytes."""
+    if hasattr(request, "_body"):  # someone already read it into memory
+        digest.update(request._body)
+        return digest.hexdigest(), None
+    if _content_length(request) == 0:
+        return digest.hexdigest(), None  # Django reads no body without a Content-Length
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    try:
+        read = 0
+        while chunk := request.read(SPOOL_CHUNK):  # bounded by CONTENT_LENGTH (Django's LimitedStream)
+            read += len(chunk)
+            if read > limit:
+                raise PayloadTooLargeError(body_too_large_message(max(read, _content_length(request)), limit))
+            digest.update(chunk)
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    request._stream = spool
+    request._read_started = False
+    return digest.hexdigest(), spool
+
+
+def _body_limit(request):
+    """The largest body the view takes: a body DRF parses in memory (JSON, form) is limited by Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE (DRF reads it through request.body); a body the view streams itself (the import's
+    pass-through parser, a multipart upload spooled to disk) by IMPORT_MAX_BYTES, the largest upload the API takes."""
+    limit = settings.IMPORT_MAX_BYTES
+    try:
+        parser = request.negotiator.select_parser(request, request.parsers)
+    except Exception:  # noqa: BLE001 - an unparsable Content-Type: the view answers it
+        parser = None
+    if isinstance(parser, (JSONParser, FormParser)) and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+        limit = min(limit, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    return limit
+
+
+def _fingerprint(request):
+    """(SHA-256 of method, path and body, spool to close or None), reading the body in constant memory.
+    `request` is DRF's; a body over the view's limit is refused (413) before anything is read."""
+    django_request = request._request
+    digest = _digest_start(django_request)
+    limit = _body_limit(request)
+    length = _content_length(django_request)
+    if length > limit:
+        raise PayloadTooLargeError(body_too_large_message(length, limit))
+    content_type = django_request.content_type or ""
+    if content_type.startswith("multipart/") or content_type == "application/x-www-form-urlencoded":
+        return _fingerprint_form(django_request, digest), None
+    return _fingerprint_spooled(django_request, digest, limit)
 
 
 def idempotent(view_method):
@@ -144,34 +245,42 @@ def idempotent(view_method):
         if any(ord(char) < 32 or ord(char) == 127 for char in key):
             # Not a valid header value, and PostgreSQL would refuse to store a NUL: a 500 otherwise.
             return Response({"detail": "Idempotency-Key contains control characters.", "errors": {}}, status=400)
-        fingerprint = _fingerprint(request._request)
+        fingerprint, spool = _fingerprint(request)
         try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(user=request.user, key=key, fingerprint=fingerprint)
-        except IntegrityError:
-            record = IdempotencyRecord.objects.get(user=request.user, key=key)
-            if record.fingerprint != fingerprint:
-                return Response({"detail": "This Idempotency-Key was already used for a different request.",
-                                 "errors": {}}, status=status.HTTP_409_CONFLICT)
-            if record.status_code is None:
-                return Response({"detail": "A request with this Idempotency-Key is still being processed.",
-                                 "errors": {}}, status=status.HTTP_409_CONFLICT)
-            replay_status = 200 if record.status_code == 201 else record.status_code
-            return Response(record.body, status=replay_status, headers={"Idempotent-Replayed": "true"})
-        try:
-            response = view_method(self, request, *args, **kwargs)
-        except BaseException:
-            record.delete()
-            raise
-        if 200 <= response.status_code < 300:
-            record.status_code = response.status_code
-            record.body = response.data
-            record.save(update_fields=["status_code", "body"])
-        else:
-            record.delete()
-        return response
+            return _once(view_method, self, request, args, kwargs, key, fingerprint)
+        finally:
+            if spool is not None:
+                spool.close()
 
     return wrapper
+
+
+def _once(view_method, view, request, args, kwargs, key, fingerprint):
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(user=request.user, key=key, fingerprint=fingerprint)
+    except IntegrityError:
+        record = IdempotencyRecord.objects.get(user=request.user, key=key)
+        if record.fingerprint != fingerprint:
+            return Response({"detail": "This Idempotency-Key was already used for a different request.",
+                             "errors": {}}, status=status.HTTP_409_CONFLICT)
+        if record.status_code is None:
+            return Response({"detail": "A request with this Idempotency-Key is still being processed.",
+                             "errors": {}}, status=status.HTTP_409_CONFLICT)
+        replay_status = 200 if record.status_code == 201 else record.status_code
+        return Response(record.body, status=replay_status, headers={"Idempotent-Replayed": "true"})
+    try:
+        response = view_method(view, request, *args, **kwargs)
+    except BaseException:
+        record.delete()
+        raise
+    if 200 <= response.status_code < 300:
+        record.status_code = response.status_code
+        record.body = response.data
+        record.save(update_fields=["status_code", "body"])
+    else:
+        record.delete()
+    return response
 
 
 def project_for(request, project_id, perm=None):

@@ -1,6 +1,9 @@
 """API.md "Conventions": the same Idempotency-Key and body again returns the first result (200 instead of 201)
 and changes nothing; the same key with a different body is refused (409). On next, submit, review and import."""
 
+import json
+import tracemalloc
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -193,3 +196,183 @@ def test_the_service_level_key_also_protects_a_submit_that_raced_past_the_record
                                             result={"label": "cat"}, idempotency_key="svc-1")
     assert again.pk == first.pk
     assert Annotation.objects.filter(assignment=world.assignment).count() == 1
+
+
+# --- bodies of any size: fingerprinted in constant memory, never Django's HTML 400 --------------------------------
+# The key used to make the wrapper read `request.body`, which Django refuses over DATA_UPLOAD_MAX_MEMORY_SIZE with
+# an HTML "Bad Request (400)" page: an import with a key could not be larger than 10 MB, and one larger than the
+# import limit got a 400 instead of the 413. The limits are lowered here so the bodies stay small.
+
+SMALL_LIMITS = {"DATA_UPLOAD_MAX_MEMORY_SIZE": 1024, "FILE_UPLOAD_MAX_MEMORY_SIZE": 1024}
+
+
+def import_rows(n, prefix="big"):
+    return [{"data": {"text": f"{prefix} task number {i}, long enough to fill a line"}, "external_id": f"{prefix}-{i}"}
+            for i in range(n)]
+
+
+def encoded(rows_, fmt):
+    """(body bytes, content type) of the rows in an import format."""
+    if fmt == "json":
+        return json.dumps(rows_).encode(), "application/json"
+    if fmt == "jsonl":
+        return "".join(json.dumps(row) + "\n" for row in rows_).encode(), "application/x-ndjson"
+    lines = ["external_id,text"] + [f'{row["external_id"]},"{row["data"]["text"]}"' for row in rows_]
+    return ("\r\n".join(lines) + "\r\n").encode(), "text/csv"
+
+
+def import_url(world):
+    return f"/api/v1/projects/{world.project.pk}/import/"
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+def test_an_import_body_over_django_s_memory_limit_imports_with_a_key_and_replays(world, api, settings, fmt):
+    for name, value in SMALL_LIMITS.items():
+        setattr(settings, name, value)
+    body, content_type = encoded(import_rows(40), fmt)
+    assert len(body) > 2 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    client = api(world.manager)
+
+    first = client.post(import_url(world), body, content_type=content_type, HTTP_IDEMPOTENCY_KEY=f"big-{fmt}")
+
+    assert first.status_code == 201, first.content[:300]
+    assert first.json()["created"] == 40
+    assert Task.objects.filter(project=world.project, external_id__startswith="big-").count() == 40
+    before = rows()
+
+    replay = client.post(import_url(world), body, content_type=content_type, HTTP_IDEMPOTENCY_KEY=f"big-{fmt}")
+
+    assert replay.status_code == 200 and replay.json() == first.json()
+    assert replay["Idempotent-Replayed"] == "true"
+    assert rows() == before
+
+
+def test_a_large_import_replayed_with_another_body_is_a_409_and_imports_nothing(world, api, settings):
+    for name, value in SMALL_LIMITS.items():
+        setattr(settings, name, value)
+    client = api(world.manager)
+    body, content_type = encoded(import_rows(40), "jsonl")
+    assert client.post(import_url(world), body, content_type=content_type,
+                       HTTP_IDEMPOTENCY_KEY="big").status_code == 201
+    before = rows()
+    other, _type = encoded(import_rows(40, prefix="other"), "jsonl")
+
+    conflict = client.post(import_url(world), other, content_type=content_type, HTTP_IDEMPOTENCY_KEY="big")
+
+    assert_error(conflict, 409, detail_contains="Idempotency-Key")
+    assert rows() == before
+
+
+@pytest.mark.parametrize("memory_limit", [1024, 1024 * 1024])  # below and above the import limit
+def test_an_import_body_over_the_import_limit_with_a_key_is_the_contract_s_413(world, api, settings, memory_limit):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = memory_limit
+    settings.IMPORT_MAX_BYTES = 2048
+    body, content_type = encoded(import_rows(40), "jsonl")
+    assert len(body) > 2048
+    before = rows()
+
+    response = api(world.manager).post(import_url(world), body, content_type=content_type,
+                                       HTTP_IDEMPOTENCY_KEY="too-big")
+
+    payload = assert_error(response, 413)
+    assert payload["errors"] == {}
+    assert "limit is 2 KB" in payload["detail"] and " 0 MB" not in payload["detail"]
+    assert rows() == before
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_multipart_upload_over_the_memory_limits_imports_with_a_key_and_replays(world, api, settings):
+    for name, value in SMALL_LIMITS.items():
+        setattr(settings, name, value)
+    content, _type = encoded(import_rows(40), "jsonl")
+    client = api(world.manager)
+
+    def upload():
+        return {"file": SimpleUploadedFile("tasks.jsonl", content), "format": "jsonl"}
+
+    first = client.post(import_url(world), upload(), format="multipart", HTTP_IDEMPOTENCY_KEY="file-big")
+    assert first.status_code == 201, first.content[:300]
+    assert first.json()["created"] == 40
+    before = rows()
+
+    replay = client.post(import_url(world), upload(), format="multipart", HTTP_IDEMPOTENCY_KEY="file-big")
+
+    assert replay.status_code == 200 and replay.json() == first.json()
+    assert rows() == before
+
+
+def test_a_multipart_upload_over_the_import_limit_with_a_key_is_a_413(world, api, settings):
+    settings.IMPORT_MAX_BYTES = 2048
+    content, _type = encoded(import_rows(40), "jsonl")
+    before = rows()
+
+    response = api(world.manager).post(import_url(world), {"file": SimpleUploadedFile("tasks.jsonl", content)},
+                                       format="multipart", HTTP_IDEMPOTENCY_KEY="file-too-big")
+
+    assert_error(response, 413, detail_contains="limit is 2 KB")
+    assert rows() == before
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.parametrize("key", ["submit-big", None])
+def test_a_submit_body_over_the_memory_limit_is_a_json_413_with_or_without_a_key(world, api, settings, key):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = {"result": {"label": "cat"}, "notes": "n" * 4000}
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    before = rows()
+
+    response = api(world.annotator).post(f"/api/v1/assignments/{world.assignment.pk}/submit/", body,
+                                         format="json", **headers)
+
+    assert_error(response, 413, detail_contains="limit is 1 KB")
+    assert rows() == before
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_the_fingerprint_reads_the_body_in_constant_memory_and_gives_it_back_unread(settings):
+    """A 4 MB body is hashed through a spool (64 KB in memory, then a file): the peak of Python allocations stays
+    far under the body's size, and the view then reads every byte of it, as it would have from the client."""
+    from rest_framework.parsers import BaseParser
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from apps.core.api import _fingerprint
+
+    class PassThrough(BaseParser):
+        media_type = "*/*"
+
+    settings.IMPORT_MAX_BYTES = 64 * 2**20
+    line = b'{"data": {"text": "%s"}}\n' % (b"x" * 1000)
+    payload = line * (4 * 2**20 // len(line))
+    request = Request(APIRequestFactory().post("/x/", payload, content_type="application/x-ndjson"),
+                      parsers=[PassThrough()])
+    tracemalloc.start()
+    try:
+        fingerprint, spool = _fingerprint(request)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert peak < 1 * 2**20, peak
+        assert request.stream.readline() == line
+        assert len(line) + len(request.stream.read()) == len(payload)
+        again = Request(APIRequestFactory().post("/x/", payload, content_type="application/x-ndjson"),
+                        parsers=[PassThrough()])
+        assert _fingerprint(again)[0] == fingerprint
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize(("size", "text"), [
+    (0, "0 bytes"), (900, "900 bytes"), (1024, "1 KB"), (1536, "1.5 KB"), (1100, "1 KB"),
+    (10 * 2**20, "10 MB"), (512 * 2**20, "512 MB"), (3 * 2**30, "3 GB")])
+def test_sizes_read_in_sensible_units(size, text):
+    from apps.core.api import size_text
+
+    assert size_text(size) == text
+
+
+def test_a_refused_size_is_rounded_up_so_it_never_reads_as_its_limit():
+    from apps.core.api import body_too_large_message
+
+    assert body_too_large_message(2**20 + 1, 2**20) == "The upload is 1.1 MB; the limit is 1 MB."
