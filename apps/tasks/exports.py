@@ -38,6 +38,9 @@ _TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
 _SPACE = re.compile(r"\s+")
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ONE_LINE = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+COCO_PROVENANCE_KEY = "labelportal"  # the image records' extra key (COCO readers ignore keys they do not know)
+CONLL_COMMENT_PREFIX = "# labelportal = "
 
 
 @dataclass
@@ -46,10 +49,11 @@ class ExportParams:
     statuses: list
     batch: Batch | None
     deliver: bool
+    provenance: bool = True  # COCO and CoNLL: False leaves out the provenance that standard readers do not expect
 
 
 def export_params(*, project, query):
-    """Parse `?format=&status=&batch=&deliver=` into ExportParams, or raise ValidationError (400)."""
+    """Parse `?format=&status=&batch=&deliver=&provenance=` into ExportParams, or raise ValidationError (400)."""
     fmt = (query.get("format") or "json").lower()
     errors = {}
     if fmt not in FORMATS:
@@ -71,9 +75,13 @@ def export_params(*, project, query):
     deliver = str(query.get("deliver", "")).lower() in {"1", "true", "yes"}
     if deliver and batch is None and "batch" not in errors:
         errors["deliver"] = [_("Delivery needs a batch: add ?batch=<id>.")]
+    provenance = str(query.get("provenance") or "true").strip().lower()
+    if provenance not in {"1", "true", "yes", "0", "false", "no"}:
+        errors["provenance"] = [_("Use true or false.")]
     if errors:
         raise ValidationError(_("Invalid export parameters."), errors=errors)
-    return ExportParams(format=fmt, statuses=statuses, batch=batch, deliver=deliver)
+    return ExportParams(format=fmt, statuses=statuses, batch=batch, deliver=deliver,
+                        provenance=provenance in {"1", "true", "yes"})
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -155,14 +163,19 @@ def _provenance(page_tasks):
     return annotations, own_before_fix, reviews, codes
 
 
-def _records(project, params):
-    """Pages of records, one per selected task: (task values, current annotations, decided reviews, guideline
-    version, agreement), JSON values as JSON text; and the error-type codes of the page's reviews by review id."""
+_RECORD_FIELDS = ("external_id", "batch_id", "status", "is_gold", "data_text", "result_text", "accepted_text")
+
+
+def _records(project, params, fields=_RECORD_FIELDS, **annotations):
+    """Pages of records, one per selected task: (task values, batch name, current annotations, decided reviews,
+    guideline version, agreement), JSON values as JSON text; and the error-type codes of the page's reviews by
+    review id. The task values are the id and `fields`, which begin with external_id and batch_id."""
     batch_names = dict(Batch.objects.filter(project=project).values_list("id", "name"))
     task_type = project.task_type
-    fields = ("external_id", "batch_id", "status", "is_gold", "data_text", "result_text", "accepted_text")
-    for page, page_tasks in _pages(project, params, *fields, data_text=_text("data"),
-                                   result_text=_text("final_result"), accepted_text=_text("accepted_at")):
+    if fields is _RECORD_FIELDS:
+        annotations = {"data_text": _text("data"), "result_text": _text("final_result"),
+                       "accepted_text": _text("accepted_at")}
+    for page, page_tasks in _pages(project, params, *fields, **annotations):
         by_task, own_before_fix, by_task_reviews, codes = _provenance(page_tasks)
         records = []
         for task in page:
@@ -224,6 +237,23 @@ def _records_json(records, codes):
     return lines
 
 
+def _provenance_compact(record, codes):
+    """The provenance of one record as a dict, for the formats whose records have no place of their own for it
+    (COCO's image records, CoNLL's comment lines): the task, who annotated and reviewed it, each decision (on
+    whose work, which version, with which error types; the reviewers' comments are in the JSON export), the
+    guideline version and the agreement."""
+    task, batch, annotations, reviews, guideline_version, agreement = record
+    return {
+        "task_id": task[0], "external_id": task[1], "batch": batch,
+        "annotators": sorted({a[2] for a in annotations}),
+        "reviewers": sorted({r[2] for r in reviews}),
+        "decisions": [{"reviewer": r[2], "annotator": r[6], "version": r[7], "decision": r[3],
+                       "error_types": codes.get(r[1], []), "decided_at": _iso_text(r[5])} for r in reviews],
+        "guideline_version": guideline_version,
+        "agreement": agreement,
+    }
+
+
 def _jsonl(project, params):
     for records, codes in _records(project, params):
         yield "\n".join(_records_json(records, codes)) + "\n"
@@ -264,10 +294,16 @@ def _coco(project, params):
     # The annotations are a second pass; it reads exactly the images listed, even if tasks change in between.
     image_ids = array("q")
     separator = ""
-    for page, _tasks in _pages(project, params, "data"):
-        images = [{"id": task_id, "file_name": data.get("image"), "width": data.get("width"),
-                   "height": data.get("height")} for task_id, data in page]
-        image_ids.extend(task_id for task_id, _data in page)
+    for records, codes in _coco_pages(project, params):
+        images = []
+        for record in records:
+            task_id, _external_id, _batch_id, data = record[0]
+            image = {"id": task_id, "file_name": data.get("image"), "width": data.get("width"),
+                     "height": data.get("height")}
+            if params.provenance:
+                image[COCO_PROVENANCE_KEY] = _provenance_compact(record, codes)
+            images.append(image)
+            image_ids.append(task_id)
         yield separator + ",".join(map(_dumps, images))
         separator = ","
     yield '],"annotations":['
@@ -294,6 +330,14 @@ def _coco(project, params):
             separator = ","
     categories = [{"id": n, "name": value, "supercategory": "object"} for value, n in category.items()]
     yield '],"categories":' + _dumps(categories) + "}\n"
+
+
+def _coco_pages(project, params):
+    if params.provenance:
+        yield from _records(project, params, ("external_id", "batch_id", "data"))
+    else:
+        for page, _tasks in _pages(project, params, "external_id", "batch_id", "data"):
+            yield [(task, None, (), (), None, None) for task in page], {}
 
 
 def _owned_segments(spans, length):
@@ -342,14 +386,26 @@ def conll_bio_lines(text, spans):
     return lines
 
 
+def conll_comment(provenance):
+    """The comment line that opens a task's sentence: `# labelportal = <compact JSON>`, CoNLL-U's `# key = value`
+    form. JSON escapes line feeds and control characters; U+0085, U+2028 and U+2029 (line breaks to some readers)
+    are escaped too, so the comment is one line for every reader."""
+    return CONLL_COMMENT_PREFIX + _dumps(provenance).translate(_ONE_LINE) + "\n"
+
+
 def _conll(project, params):
     yield "-DOCSTART- -X- -X- O\n\n"
-    for page, _tasks in _pages(project, params, "data", "final_result"):
+    fields = ("external_id", "batch_id", "data", "final_result")
+    pages = _records(project, params, fields) if params.provenance else (
+        ([(task, None, (), (), None, None) for task in page], {}) for page, _tasks in _pages(project, params, *fields))
+    for records, codes in pages:
         sentences = []
-        for _task_id, data, final_result in page:
+        for record in records:
+            _task_id, _external_id, _batch_id, data, final_result = record[0]
             lines = conll_bio_lines(data.get("text") or "", (final_result or {}).get("spans"))
             if lines:
-                sentences.append("\n".join(lines) + "\n\n")
+                comment = conll_comment(_provenance_compact(record, codes)) if params.provenance else ""
+                sentences.append(comment + "\n".join(lines) + "\n\n")
         yield "".join(sentences)
 
 

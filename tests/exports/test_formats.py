@@ -302,3 +302,128 @@ def test_conll_labels_with_spaces_keep_four_columns(labelled):
     [sentence] = conll_read(body(given.export(format="conll")))
 
     assert sentence[:2] == [("Ada", "B-Person_name"), ("Lovelace", "I-Person_name")]
+
+
+# --- provenance in COCO and CoNLL -----------------------------------------------------------------------------------
+# Neither format has a place for it: COCO's image records take one extra key (readers ignore keys they do not know),
+# CoNLL's sentences a comment line (`# labelportal = {...}`) before their first token. `?provenance=false` leaves
+# both out.
+
+COCO_IMAGE_KEYS = {"id", "file_name", "width", "height"}
+
+
+def decisions_of(reviews):
+    """The JSON export's reviews as the compact provenance lists them (the comments stay in the JSON export)."""
+    return [{key: review[key] for key in ("reviewer", "annotator", "version", "decision", "error_types", "decided_at")}
+            for review in reviews]
+
+
+def assert_compact_provenance(provenance, task, full_record):
+    """The compact provenance of COCO and CoNLL says what the JSON export's record says."""
+    full = full_record["provenance"]
+    assert provenance["task_id"] == task.pk
+    assert provenance["external_id"] == task.external_id
+    assert provenance["batch"] == task.batch.name
+    assert provenance["annotators"] == full["annotators"] == ["annotator0", "annotator1"]
+    assert provenance["reviewers"] == sorted({r["reviewer"] for r in full["reviews"]}) == ["reviewer"]
+    assert provenance["decisions"] == decisions_of(full["reviews"])
+    assert provenance["guideline_version"] == full["guideline_version"]
+    assert provenance["agreement"] == full["agreement"]
+    assert set(provenance) == {"task_id", "external_id", "batch", "annotators", "reviewers", "decisions",
+                               "guideline_version", "agreement"}
+
+
+def test_coco_images_carry_their_provenance_under_one_extra_key(labelled, tmp_path):
+    given = boxes_project(labelled)
+    given.guideline("Boxes hug the object.")
+    full = {record["id"]: record for record in json.loads(body(given.export(format="json")))}
+
+    coco = load_coco(body(given.export(format="coco")), tmp_path)  # pycocotools still loads it
+
+    for key in BOXES:
+        task = given.task(key)
+        [image] = coco.loadImgs(task.pk)
+        assert set(image) == COCO_IMAGE_KEYS | {"labelportal"}
+        assert_compact_provenance(image["labelportal"], task, full[task.pk])
+    fixed = coco.loadImgs(given.task("b2").pk)[0]["labelportal"]
+    assert [(d["annotator"], d["decision"], d["error_types"]) for d in fixed["decisions"]] == [
+        ("annotator0", "approve", []), ("annotator1", "fix", ["boundary"])]
+    assert all(datetime.fromisoformat(d["decided_at"]) for d in fixed["decisions"])
+    assert fixed["agreement"] is not None
+
+
+def test_coco_without_provenance_is_plain_coco(labelled, tmp_path):
+    given = boxes_project(labelled)
+    with_provenance = json.loads(body(given.export(format="coco")))
+
+    text = body(given.export(format="coco", provenance="false"))
+
+    plain = json.loads(text)
+    assert all(set(image) == COCO_IMAGE_KEYS for image in plain["images"])
+    assert [image["id"] for image in plain["images"]] == [image["id"] for image in with_provenance["images"]]
+    assert plain["annotations"] == with_provenance["annotations"]
+    assert plain["categories"] == with_provenance["categories"]
+    assert len(load_coco(text, tmp_path).getAnnIds()) == 3
+
+
+def test_conll_opens_each_sentence_with_its_provenance_as_a_comment(labelled):
+    given = spans_project(labelled)
+    full = {record["id"]: record for record in json.loads(body(given.export(format="json")))}
+
+    text = body(given.export(format="conll"))
+
+    document = conll_read(text)
+    assert document.documents == 1 and len(document) == len(SPANS)
+    for key, comments in zip(SPANS, document.comments):
+        [comment] = comments
+        assert comment.startswith("labelportal = {")
+        task = given.task(key)
+        assert_compact_provenance(json.loads(comment.removeprefix("labelportal = ")), task, full[task.pk])
+    # the comment comes right before the sentence's first token
+    lines = text.split("\n")
+    first = lines.index(next(line for line in lines if line.startswith("# ")))
+    assert lines[:first] == ["-DOCSTART- -X- -X- O", ""]
+    assert lines[first + 1] == "Angela _ _ B-PER"
+
+
+def test_a_conll_comment_is_one_line_and_a_word_that_is_a_hash_stays_a_word(labelled):
+    # an external id with characters some readers break lines at, and words made of and starting with "#"
+    text = "# tags #1 and # more"
+    given = labelled("text_spans")
+    external_id = "odd\u2028id\u0085with\u2029breaks\"and quotes"
+    given.import_tasks([{"data": {"text": text}, "external_id": external_id}])
+    result = {"spans": [{"start": 2, "end": 6, "label": "LOC"}]}
+    given.label(external_id, result, result)
+
+    exported = body(given.export(format="conll"))
+
+    assert exported.splitlines() == exported.split("\n")[:-1]  # no line break but \n, for any reader
+    assert "\\u2028" in exported and "\\u0085" in exported and "\\u2029" in exported
+    [sentence] = document = conll_read(exported)
+    assert sentence == [("#", "O"), ("tags", "B-LOC"), ("#1", "O"), ("and", "O"), ("#", "O"), ("more", "O")]
+    assert character_spans(text, sentence) == [(2, 6, "LOC")]
+    [[comment]] = document.comments
+    assert json.loads(comment.removeprefix("labelportal = "))["external_id"] == external_id
+
+
+def test_conll_without_provenance_has_no_comment_lines(labelled):
+    given = spans_project(labelled)
+    with_provenance = conll_read(body(given.export(format="conll")))
+
+    text = body(given.export(format="conll", provenance="false"))
+
+    assert not any(line.startswith("#") for line in text.split("\n"))
+    assert conll_read(text, comments=False) == with_provenance
+
+
+@pytest.mark.parametrize("value", ["maybe", ""])
+def test_provenance_is_true_or_false(labelled, value):
+    given = spans_project(labelled, {"x": ("a b", [])})
+
+    response = given.export(format="conll", provenance=value)
+
+    if value:
+        assert response.status_code == 400
+        assert set(response.json()["errors"]) == {"provenance"}
+    else:
+        assert response.status_code == 200
