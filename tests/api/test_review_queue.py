@@ -11,6 +11,7 @@ from apps.projects import services as project_services
 from apps.projects.models import Membership
 from apps.quality.models import Review
 from apps.tasks import services
+from apps.tasks.models import Annotation
 from apps.tasks.review_queue import CLAIM_MINUTES, review_next, review_queue
 from tests import factories
 
@@ -86,7 +87,8 @@ def test_a_junior_never_gets_an_escalation_even_when_it_is_all_that_is_left(desk
 
 def test_rework_resubmissions_come_before_first_submissions(desk):
     rejected = submit(desk, desk.tasks[0])
-    services.review_reject(annotation=rejected, reviewer=desk.junior, error_types=["wrong_label"])
+    services.review_reject(annotation=rejected, reviewer=desk.junior, error_types=["wrong_label"],
+                           comment="Not a cat")
     waiting = submit(desk, desk.tasks[1])  # submitted before the resubmission below
     resubmitted = services.assignment_resubmit(assignment=rejected.assignment, actor=desk.annotators[0],
                                                result={"label": "dog"})
@@ -109,7 +111,8 @@ def test_a_reviewer_s_open_review_comes_back_to_them_first(desk):
     first = submit(desk, desk.tasks[0])
     assert review_next(project=desk.project, reviewer=desk.junior) == first
     resubmitted_first = submit(desk, desk.tasks[1])  # would rank higher in the queue if it were a resubmission
-    services.review_reject(annotation=resubmitted_first, reviewer=desk.senior, error_types=["wrong_label"])
+    services.review_reject(annotation=resubmitted_first, reviewer=desk.senior, error_types=["wrong_label"],
+                           comment="Not a cat")
     resubmitted = services.assignment_resubmit(assignment=resubmitted_first.assignment, actor=desk.annotators[0],
                                                result={"label": "dog"})
 
@@ -164,3 +167,97 @@ def test_only_reviewers_are_served(desk):
     with pytest.raises(PermissionDeniedError):
         review_next(project=desk.project, reviewer=desk.annotators[1])
     assert not Review.objects.exists()
+
+
+# --- the API: a queue to choose, the lengths and the guideline in the answer -----------------------------------------
+
+
+def api(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def next_of(desk, user, **body):
+    return api(user).post(f"/api/v1/projects/{desk.project.pk}/review/next/", body or None, format="json")
+
+
+def test_review_next_serves_the_queue_asked_for(desk):
+    plain = submit(desk, desk.tasks[0])
+    hard = submit(desk, desk.tasks[1], annotator=desk.annotators[1])
+    services.review_escalate(annotation=hard, reviewer=desk.junior, comment="Cannot decide")
+
+    review = next_of(desk, desk.senior, queue="review")
+    escalation = next_of(desk, desk.senior, queue="escalations")
+
+    assert (review.status_code, review.json()["annotation"]["id"], review.json()["queue"]) == (200, plain.pk, "review")
+    assert (escalation.json()["annotation"]["id"], escalation.json()["queue"]) == (hard.pk, "escalations")
+    # a junior has no escalations queue: nothing for them there
+    assert next_of(desk, desk.junior, queue="escalations").status_code == 204
+    # an unknown queue is refused
+    refused = next_of(desk, desk.lead, queue="everything")
+    assert refused.status_code == 400 and "queue" in refused.json()["errors"]
+    assert not Review.objects.filter(reviewer=desk.lead).exists()
+
+
+def test_review_next_without_a_queue_serves_escalations_first_as_before(desk):
+    submit(desk, desk.tasks[0])
+    hard = submit(desk, desk.tasks[1], annotator=desk.annotators[1])
+    services.review_escalate(annotation=hard, reviewer=desk.junior, comment="Cannot decide")
+
+    answer = next_of(desk, desk.lead)
+
+    assert answer.json()["annotation"]["id"] == hard.pk and answer.json()["queue"] == "escalations"
+
+
+def test_the_escalating_reviewer_never_gets_it_back_through_the_api(desk):
+    hard = submit(desk, desk.tasks[0])
+    assert next_of(desk, desk.senior).json()["annotation"]["id"] == hard.pk
+    escalated = api(desk.senior).post(f"/api/v1/annotations/{hard.pk}/review/",
+                                      {"decision": "escalate", "comment": "Ask the lead"}, format="json")
+    assert escalated.status_code == 201
+
+    assert next_of(desk, desk.senior).status_code == 204
+    assert next_of(desk, desk.senior, queue="escalations").status_code == 204
+    assert next_of(desk, desk.lead, queue="escalations").json()["annotation"]["id"] == hard.pk
+
+
+def test_review_next_answers_the_queue_lengths_after_each_claim(desk):
+    # given four submissions, the oldest an hour old, and one of them escalated
+    first, second, third, _fourth = (submit(desk, task) for task in desk.tasks[:4])
+    Annotation.objects.filter(pk=first.pk).update(submitted_at=timezone.now() - timedelta(hours=1))
+    services.review_escalate(annotation=third, reviewer=desk.junior, comment="Unsure")
+
+    answer = next_of(desk, desk.senior, queue="review").json()
+
+    # the lengths count the annotation just handed out
+    assert answer["annotation"]["id"] == first.pk
+    assert answer["queues"]["review"]["length"] == 3 and answer["queues"]["escalations"]["length"] == 1
+    assert 3600 <= answer["queues"]["review"]["oldest_seconds"] < 3660
+    # after the decision, the next answer tells the queue shrank and the oldest is younger
+    decide(first, desk.senior)
+    answer = next_of(desk, desk.senior, queue="review").json()
+    assert answer["annotation"]["id"] == second.pk
+    assert answer["queues"]["review"]["length"] == 2 and answer["queues"]["review"]["oldest_seconds"] < 60
+    # a junior's answer has no escalations queue
+    assert next_of(desk, desk.junior).json()["queues"]["escalations"] is None
+
+
+def test_review_next_answers_the_guideline_the_annotation_was_made_under(desk):
+    # given a submission made under guideline v1, then the guideline rewritten (v2)
+    made = submit(desk, desk.tasks[0])
+    assert made.guideline_version == 1
+    project_services.guideline_add(project=desk.project, actor=desk.project.created_by,
+                                   text="Cats only.\n\nDogs are <b>not</b> cats.")
+
+    answer = next_of(desk, desk.junior).json()
+
+    assert answer["annotation"]["guideline_version"] == 1
+    assert answer["guideline"] == {"version": 1, "text": "Label what you see."}
+    # work submitted now is under v2
+    later = submit(desk, desk.tasks[1])
+    assert next_of(desk, desk.senior).json()["guideline"] == {"version": 2,
+                                                              "text": "Cats only.\n\nDogs are <b>not</b> cats."}
+    assert later.guideline_version == 2

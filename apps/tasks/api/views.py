@@ -5,7 +5,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import BaseParser, FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -14,12 +14,12 @@ from rest_framework.views import APIView
 from apps.core.api import IdFilter, idempotent, project_for
 from apps.core.errors import PayloadTooLargeError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
+from apps.projects.models import Guideline
 from apps.projects.services import batch_deliver, batch_deliver_check
-from apps.tasks import exports, selectors, services
+from apps.tasks import exports, review_queue, selectors, services
 from apps.tasks.imports import import_format_guess, tasks_import
 from apps.tasks.models import Annotation, Assignment, Task, TaskEvent
 from apps.tasks.next_task import next_task_assign
-from apps.tasks.review_queue import review_next
 
 from . import serializers as s
 
@@ -235,19 +235,49 @@ class ClarificationAnswerView(APIView):
         return Response(s.ClarificationSerializer(clarification).data)
 
 
-class ReviewNextView(APIView):
-    """`POST /projects/{id}/review/next/` → the reviewer's next annotation and its task, or 204."""
+class ReviewNextRequestSerializer(serializers.Serializer):
+    """`queue`: serve only the review queue or only the escalations; left out, both (escalations first)."""
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 204: None})
+    queue = serializers.ChoiceField(choices=review_queue.QUEUES, required=False, allow_null=True, default=None)
+
+
+def _guideline_of(annotation):
+    """The guideline version the annotation was made under (not the project's current one), or None."""
+    guideline = annotation.guideline
+    if guideline is None and annotation.guideline_version is not None:
+        guideline = Guideline.objects.filter(project_id=annotation.task.project_id,
+                                             version=annotation.guideline_version).first()
+    return {"version": guideline.version, "text": guideline.text} if guideline is not None else None
+
+
+class ReviewNextView(APIView):
+    """`POST /projects/{id}/review/next/` `{"queue": "review|escalations"}` (optional) → the reviewer's next
+    annotation and its task, which queue it came from, the guideline it was made under and the caller's queue
+    lengths; or 204."""
+
+    @extend_schema(request=ReviewNextRequestSerializer, responses={200: OpenApiTypes.OBJECT, 204: None})
     @idempotent
     def post(self, request, project_id):
         project = project_for(request, project_id, REVIEW)
-        annotation = review_next(project=project, reviewer=request.user)
+        queue = None
+        if isinstance(request.data, dict) and request.data:  # an empty body asks for nothing: no serializer
+            options = ReviewNextRequestSerializer(data=request.data)
+            options.is_valid(raise_exception=True)
+            queue = options.validated_data["queue"]
+        annotation = review_queue.review_next(project=project, reviewer=request.user, queue=queue)
         if annotation is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         context = {"request": request, "show_gold": False, "show_all": True}
-        return Response({"annotation": s.AnnotationSerializer(annotation, context=context).data,
-                         "task": s.TaskSerializer(annotation.task, context=context).data})
+        return Response({
+            "annotation": s.AnnotationSerializer(annotation, context=context).data,
+            "task": s.TaskSerializer(annotation.task, context=context).data,
+            "queue": review_queue.ESCALATIONS if annotation.status == Annotation.Status.ESCALATED
+            else review_queue.REVIEW_QUEUE,
+            "guideline": _guideline_of(annotation),
+            # After the claim: the annotation just handed out is counted. `escalations` is None for a reviewer who
+            # is not senior.
+            "queues": review_queue.review_queue_stats(project=project, reviewer=request.user),
+        })
 
 
 class AnnotationReviewView(APIView):
