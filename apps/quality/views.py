@@ -1,5 +1,6 @@
 """The reviewer's portal: the review queue page (its script talks to the review API); the managers' alerts page."""
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django import forms
@@ -7,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Exists, Min, OuterRef
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.core.errors import PermissionDeniedError, TransitionError
 from apps.core.permissions import MANAGE, REVIEW
 from apps.projects.selectors import project_list
-from apps.tasks.review_queue import is_senior, review_queue
+from apps.tasks.review_queue import ESCALATIONS, QUEUES, REVIEW_QUEUE, review_queue_stats
 from apps.tasks.views import _project_or_404
 
 from . import selectors, services
@@ -30,27 +31,44 @@ from .models import Alert, AlertRead, ErrorType
 ALERTS_PER_PAGE = 25
 
 
-def queue_stats(project, reviewer):
-    """How many annotations wait for this reviewer, and since when (the oldest)."""
-    stats = review_queue(project=project, reviewer=reviewer).aggregate(n=Count("id"), oldest=Min("submitted_at"))
-    age = (timezone.now() - stats["oldest"]).total_seconds() if stats["oldest"] else None
-    return {"length": stats["n"], "oldest_seconds": age, "oldest_at": stats["oldest"]}
+def queue_stats(project, reviewer, now=None):
+    """How many annotations wait for this reviewer, and since when the oldest: in all (`length`, `oldest_at`) and
+    per queue (`queues`: `review`, and `escalations` for senior and lead reviewers, else None)."""
+    now = now or timezone.now()
+    queues = review_queue_stats(project=project, reviewer=reviewer, now=now)
+    waiting = [q for q in queues.values() if q is not None]
+    age = max((q["oldest_seconds"] for q in waiting if q["oldest_seconds"] is not None), default=None)
+    return {"length": sum(q["length"] for q in waiting), "oldest_seconds": age,
+            "oldest_at": now - timedelta(seconds=age) if age is not None else None, "queues": queues}
 
 
 @login_required
 def review(request, project_id):
-    """The review page: the next annotation drawn as the labeling page draws it, and the decisions."""
+    """The review page: the next annotation drawn as the labeling page draws it, and the decisions. Senior and lead
+    reviewers work two queues, the review queue and the escalations, one at a time."""
     project = _project_or_404(request.user, project_id, REVIEW)
     error_types = list(ErrorType.objects.filter(project=project, is_active=True).order_by("name")
                        .values("code", "name", "description"))
+    stats = queue_stats(project, request.user)
+    queues, senior = stats["queues"], stats["queues"]["escalations"] is not None
+    # A senior starts with the escalations when there are any (they rank first), unless the address names a queue.
+    queue = request.GET.get("queue")
+    if not senior:
+        queue = REVIEW_QUEUE
+    elif queue not in QUEUES:
+        queue = ESCALATIONS if queues[ESCALATIONS]["length"] else REVIEW_QUEUE
+    current = project.current_guideline
     config = {
         "projectId": project.pk, "taskType": project.task_type, "schema": project.label_schema,
         "apiBase": "/api/v1/", "csrfToken": get_token(request), "userId": request.user.pk,
-        "errorTypes": error_types, "overlap": project.overlap,
+        "errorTypes": error_types, "overlap": project.overlap, "senior": senior, "queue": queue, "queues": queues,
+        "currentGuideline": {"version": current.version, "text": current.text} if current else None,
     }
+    queue_tabs = [{"code": REVIEW_QUEUE, "name": _("Review queue"), "length": queues[REVIEW_QUEUE]["length"]},
+                  {"code": ESCALATIONS, "name": _("Escalations"),
+                   "length": queues[ESCALATIONS]["length"] if senior else 0}]
     return render(request, "quality/review.html", {
-        "project": project, "config": config, "stats": queue_stats(project, request.user),
-        "senior": is_senior(request.user),
+        "project": project, "config": config, "stats": stats, "senior": senior, "queue_tabs": queue_tabs,
     })
 
 

@@ -1,16 +1,21 @@
 /* The review page: take the next annotation from the queue, see it drawn as the labeling page draws it, decide.
  * With several annotations waiting on the same task, they are shown side by side with the differences outlined,
- * and the reviewer can pick one, merge them, or reject each.
+ * and the reviewer can pick one, merge them, or reject each. Senior and lead reviewers work two queues, the review
+ * queue and the escalations, one at a time. The queue lengths come with every annotation loaded (one request per
+ * decision), and the guideline shown is the version the annotation was made under.
  */
 (function (global) {
   "use strict";
   const LP = global.LP;
   const el = LP.el;
   const t = (s) => (global.gettext ? global.gettext(s) : s);
+  // Called by its own name so that the catalogue extraction (xgettext's JavaScript keywords) finds the strings.
+  const ngettext = global.ngettext || ((singular, plural, n) => (n === 1 ? singular : plural));
   const fmt = (s, obj) => (global.interpolate ? global.interpolate(s, obj, true) : s);
   const config = JSON.parse(document.getElementById("review-config").textContent);
   const $ = (id) => document.getElementById(id);
-  const state = {annotation: null, task: null, widget: null, mode: "read", waiting: [], rejectTarget: null, busy: false};
+  const state = {annotation: null, task: null, widget: null, mode: "read", waiting: [], rejectTarget: null, busy: false,
+    queue: config.queue || "review", queues: config.queues || null};
 
   const uuid = LP.uuid;
   const api = LP.apiClient(config);
@@ -21,6 +26,80 @@
   function errorsOf(answer) {
     const errors = Object.values((answer.data && answer.data.errors) || {}).flat().filter((e) => typeof e === "string");
     return errors.length ? errors : [(answer.data && answer.data.detail) || t("The server refused the decision.")];
+  }
+  const checkedCodes = (root) => [...root.querySelectorAll("input[type=checkbox]:checked")].map((i) => i.value);
+  const uncheckAll = (root) => root.querySelectorAll("input[type=checkbox]").forEach((i) => { i.checked = false; });
+
+  /* --- the queues: lengths, oldest waiting age, and (senior and lead reviewers) which queue is worked ---------- */
+  function ageText(seconds) {
+    const minutes = Math.floor(seconds / 60), hours = Math.floor(minutes / 60), days = Math.floor(hours / 24);
+    if (days >= 1) return fmt(ngettext("%(n)s day", "%(n)s days", days), {n: days});
+    if (hours >= 1) return fmt(ngettext("%(n)s hour", "%(n)s hours", hours), {n: hours});
+    return fmt(ngettext("%(n)s minute", "%(n)s minutes", minutes), {n: minutes});
+  }
+  function showQueues(queues) {
+    // The line counts all the reviewer's work (both queues); the switch shows each queue's length.
+    if (!queues) return;
+    state.queues = queues;
+    const all = [queues.review, queues.escalations].filter(Boolean);
+    const length = all.reduce((sum, q) => sum + q.length, 0);
+    const ages = all.map((q) => q.oldest_seconds).filter((s) => s !== null && s !== undefined);
+    $("queue").dataset.length = String(length);
+    $("queue-length").textContent = fmt(ngettext("%(n)s waiting", "%(n)s waiting", length), {n: length});
+    $("queue-oldest").textContent = ages.length ? ", " + fmt(t("oldest %(age)s"), {age: ageText(Math.max(...ages))}) : "";
+    for (const name of ["review", "escalations"]) {
+      const count = $("count-" + name);
+      if (count && queues[name]) count.textContent = String(queues[name].length);
+    }
+  }
+  function selectQueue(name) {
+    state.queue = name;
+    document.querySelectorAll("#queue-tabs [data-queue]").forEach((b) => {
+      const on = b.dataset.queue === name;
+      b.setAttribute("aria-pressed", String(on)); b.classList.toggle("secondary", !on);
+    });
+    const url = new URL(global.location.href);
+    url.searchParams.set("queue", name);
+    global.history.replaceState(null, "", url);
+  }
+  function switchQueue(name) {
+    if (state.busy || name === state.queue) return;
+    if (state.mode !== "read") cancelFix();
+    selectQueue(name);
+    loadNext();
+  }
+  const otherQueue = () => (state.queue === "escalations" ? "review" : "escalations");
+  function showDone() {
+    $("workspace").hidden = true; $("done").hidden = false;
+    $("done-title").textContent = state.queue === "escalations" ? t("No escalations are waiting") : t("The review queue is empty");
+    const other = $("done-other");
+    if (!other) return;
+    const waiting = state.queues && state.queues[otherQueue()] ? state.queues[otherQueue()].length : 0;
+    other.hidden = !waiting;
+    $("switch-queue").textContent = otherQueue() === "escalations"
+      ? fmt(t("Go to the escalations (%(n)s)"), {n: waiting}) : fmt(t("Go to the review queue (%(n)s)"), {n: waiting});
+  }
+
+  /* --- the guideline the annotation was made under ------------------------------------------------------------ */
+  function guidelineParagraphs(text) {
+    // As Django's |linebreaks: a blank line between paragraphs, a line break within one; the text stays text.
+    return (text || "").replace(/\r\n?/g, "\n").split(/\n{2,}/).filter((p) => p.trim()).map((p) => {
+      const para = el("p");
+      p.split("\n").forEach((line, i) => { if (i) para.append(el("br")); para.append(line); });
+      return para;
+    });
+  }
+  function showGuideline(guideline) {
+    const current = config.currentGuideline;
+    const shownVersion = guideline ? guideline.version : (current && current.version);
+    $("guideline-title").textContent = t("Guideline") + (shownVersion ? " v" + shownVersion : "");
+    $("guideline-text").replaceChildren(...guidelineParagraphs(guideline ? guideline.text : (current && current.text)));
+    const note = $("guideline-note");
+    if (!guideline) note.textContent = current ? t("This annotation was made before the project had a guideline; this is the current one.") : "";
+    else if (current && current.version !== guideline.version) {
+      note.textContent = fmt(t("The version this annotation was made under; the current guideline is v%(v)s."), {v: current.version});
+    } else note.textContent = "";
+    note.hidden = !note.textContent;
   }
 
   /* --- differences between results ------------------------------------------------------------------------------ */
@@ -66,14 +145,24 @@
   }
 
   /* --- loading -------------------------------------------------------------------------------------------------- */
+  const queuePath = () => "projects/" + config.projectId + "/review/next/";
   async function loadNext() {
     showErrors([]); status(t("Loading the next annotation…")); setMode("read");
+    const queue = state.queue;
     let answer;
-    try { answer = await api("POST", "projects/" + config.projectId + "/review/next/"); }
+    try { answer = await api("POST", queuePath(), {queue}); }
     catch (e) { status(t("Connection lost. Retrying in a few seconds…"), "warn"); setTimeout(loadNext, 3000); return; }
-    if (answer.status === 204) { $("workspace").hidden = true; $("done").hidden = false; status(""); return; }
+    if (queue !== state.queue) return;  // the reviewer switched queues meanwhile: that load is under way
+    if (answer.status === 204) {
+      // Nothing left in this queue. The other queue's length is the one the last annotation came with.
+      state.annotation = null;
+      if (state.queues) showQueues(Object.assign({}, state.queues, {[queue]: {length: 0, oldest_seconds: null}}));
+      showDone(); status(""); return;
+    }
     if (answer.status !== 200) { status((answer.data && answer.data.detail) || t("Could not load the queue."), "error"); return; }
     state.annotation = answer.data.annotation; state.task = answer.data.task;
+    showQueues(answer.data.queues);
+    showGuideline(answer.data.guideline);
     $("workspace").hidden = false; $("done").hidden = true;
     render();
     await loadSiblings();
@@ -103,6 +192,7 @@
     state.waiting = answer.data.results.filter((x) => x.is_current && ["submitted", "escalated"].includes(x.status) && x.needs_review);
     if (state.waiting.length < 2) return;
     $("pairwise").hidden = false;
+    uncheckAll($("pick-error-types"));
     const columns = $("pairwise-columns"); columns.replaceChildren();
     for (const a of state.waiting) {
       const holder = el("div", {class: "widget"});
@@ -132,69 +222,122 @@
       }
     }
   }
-  async function submitDecision(path, body) {
-    if (state.busy) return;
+  /* Send a decision. `onRefused(answer)` shows a refusal where the reviewer made the decision (a dialog); without
+   * it the refusal goes under the annotation. Resolves to true when the decision was saved. */
+  async function submitDecision(path, body, onRefused) {
+    if (state.busy) return false;
     state.busy = true; showErrors([]); status(t("Saving the decision…"));
     let answer;
     try { answer = await send(path, body); } finally { state.busy = false; }
-    if (answer === null) { status(t("Connection lost; the decision was not saved."), "error"); return; }
-    if (answer.status === 201 || answer.status === 200) { status(t("Saved."), "ok"); loadNext(); return; }
-    showErrors(errorsOf(answer)); status("", "");
-    if (answer.status === 409) setTimeout(loadNext, 1500);
+    if (answer === null) { status(t("Connection lost; the decision was not saved."), "error"); return false; }
+    if (answer.status === 201 || answer.status === 200) { status(t("Saved."), "ok"); loadNext(); return true; }
+    status("", "");
+    if (answer.status === 409 || !onRefused) {
+      // 409: someone else decided it meanwhile; the next one comes after the reviewer read why.
+      document.querySelectorAll("dialog[open]").forEach((d) => d.close());
+      showErrors(errorsOf(answer));
+      if (answer.status === 409) setTimeout(loadNext, 1500);
+    } else onRefused(answer);
+    return false;
   }
-  const decide = (annotation, body) => submitDecision("annotations/" + annotation.id + "/review/", body);
+  const decide = (annotation, body, onRefused) => submitDecision("annotations/" + annotation.id + "/review/", body, onRefused);
   const approve = () => decide(state.annotation, {decision: "approve"});
 
+  function fieldErrors(answer, field) {
+    return (((answer.data && answer.data.errors) || {})[field] || []).filter((e) => typeof e === "string").join(" ");
+  }
+  function showRejectErrors(answer) {
+    // The server's answer next to the form: its sentence, and each field's message beside the field.
+    const detail = (answer.data && answer.data.detail) || t("The server refused the decision.");
+    $("reject-error").textContent = detail;
+    $("reject-comment-error").textContent = fieldErrors(answer, "comment");
+    $("reject-types-error").textContent = fieldErrors(answer, "error_types");
+    $("reject-comment").setAttribute("aria-invalid", String(Boolean(fieldErrors(answer, "comment"))));
+  }
   function openReject(target) {
     state.rejectTarget = target || state.annotation;
     const box = $("error-types");
     box.replaceChildren(el("legend", {text: t("Error types (at least one)")}),
       ...config.errorTypes.map((e) => el("label", {class: "check", title: e.description || ""}, [
         el("input", {type: "checkbox", name: "error_type", value: e.code}), " " + e.name])));
-    $("reject-error").textContent = "";
+    ["reject-error", "reject-comment-error", "reject-types-error"].forEach((id) => { $(id).textContent = ""; });
+    $("reject-comment").removeAttribute("aria-invalid");
     $("reject-dialog").showModal();
     const first = box.querySelector("input"); first && first.focus();
   }
-  $("reject-form").addEventListener("submit", (event) => {
-    const codes = [...document.querySelectorAll("#error-types input:checked")].map((i) => i.value);
-    if (!codes.length) { event.preventDefault(); $("reject-error").textContent = t("Choose at least one error type."); return; }
-    decide(state.rejectTarget, {decision: "reject", error_types: codes, comment: $("reject-comment").value});
-    $("reject-comment").value = "";
+  $("reject-form").addEventListener("submit", async (event) => {
+    event.preventDefault();  // the dialog stays open until the server took the decision
+    const codes = checkedCodes($("error-types"));
+    const comment = $("reject-comment").value;
+    $("reject-error").textContent = "";
+    $("reject-types-error").textContent = codes.length ? "" : t("Choose at least one error type.");
+    $("reject-comment-error").textContent = comment.trim() ? "" : t("Write a comment for the annotator.");
+    if (!codes.length || !comment.trim()) return;
+    if (await decide(state.rejectTarget, {decision: "reject", error_types: codes, comment}, showRejectErrors)) {
+      $("reject-dialog").close();
+      $("reject-comment").value = "";
+    }
   });
-  $("escalate-form").addEventListener("submit", () => {
-    decide(state.annotation, {decision: "escalate", comment: $("escalate-comment").value});
-    $("escalate-comment").value = "";
+  $("escalate-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("escalate-error").textContent = "";
+    const saved = await decide(state.annotation, {decision: "escalate", comment: $("escalate-comment").value}, (answer) => {
+      $("escalate-error").textContent = [(answer.data && answer.data.detail) || "", fieldErrors(answer, "comment")].filter(Boolean).join(" ");
+    });
+    if (saved) { $("escalate-dialog").close(); $("escalate-comment").value = ""; }
   });
+  function openEscalate() { $("escalate-error").textContent = ""; $("escalate-dialog").showModal(); }
 
   function setMode(mode) {
     state.mode = mode;
     $("decisions").hidden = mode !== "read"; $("fixing").hidden = mode === "read";
     $("accept-fix").textContent = "";
     $("accept-fix").append(mode === "merge" ? t("Accept the merged result") : t("Accept my fix"), " ", el("kbd", {text: "Ctrl+Enter"}));
+    $("fix-error-types-legend").textContent = mode === "merge"
+      ? t("What was wrong in the annotations that differ from the merged result (optional)") : t("What was wrong (optional)");
   }
   function startFix(initial) {
+    uncheckAll($("fix-error-types"));
     setMode(initial ? "merge" : "fix");
     state.widget = LP.createWidget($("widget"), {taskType: config.taskType, schema: config.schema, data: state.task.data,
       result: initial || state.annotation.result, readOnly: false, onChange: () => {}});
     state.widget.focus();
     status(initial ? t("Edit the merged result, then accept it for every annotation of the task.") : t("Edit the result, then accept your fix."));
   }
+  /* The same result, whatever the order its labels, spans or boxes were listed in. */
+  function sameResult(a, b) {
+    const canon = (r) => {
+      r = r || {};
+      if (config.taskType === "classification") return JSON.stringify([r.label ?? null]);
+      if (config.taskType === "multilabel") return JSON.stringify([...(r.labels || [])].sort());
+      if (config.taskType === "text_spans") return JSON.stringify((r.spans || []).map(spanKey).sort());
+      return JSON.stringify((r.boxes || []).map((x) => [x.x, x.y, x.w, x.h, x.label].join(":")).sort());
+    };
+    return canon(a) === canon(b);
+  }
   async function acceptFix() {
     const result = state.widget.getResult();
+    const errorTypes = checkedCodes($("fix-error-types"));
     if (state.mode === "merge") {
-      await resolve({result});
-    } else decide(state.annotation, {decision: "fix", corrected_result: result});
+      // Error types are meant for the annotations that differ from the merged result. The pairwise resolution
+      // fixes every annotation but the one picked, with the error types given: when the merged result is exactly
+      // one annotation's, that one is picked (approved), so only the others are marked.
+      const same = state.waiting.find((a) => sameResult(a.result, result));
+      await resolve(same ? {annotation: same.id, error_types: errorTypes} : {result, error_types: errorTypes});
+    } else decide(state.annotation, {decision: "fix", corrected_result: result, error_types: errorTypes});
   }
   function cancelFix() { setMode("read"); render(); status(""); }
 
   const resolve = (body) => submitDecision("tasks/" + state.task.id + "/review/pairwise/", body);
-  const pick = (a) => resolve({annotation: a.id});
+  // The error types ticked under the columns are for the annotations not picked (each is fixed to the picked one).
+  const pick = (a) => resolve({annotation: a.id, error_types: checkedCodes($("pick-error-types"))});
 
   function onKey(event) {
     if (document.querySelector("dialog[open]")) return;
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && state.mode !== "read") { event.preventDefault(); acceptFix(); return; }
     if (state.mode !== "read") {
       if (event.key === "Escape") { event.preventDefault(); cancelFix(); return; }
+      if ($("fix-error-types").contains(document.activeElement)) return;  // Space ticks an error type
       if (state.widget && state.widget.handleKey(event)) event.preventDefault();
       return;
     }
@@ -204,7 +347,7 @@
     if (key === "a") { event.preventDefault(); approve(); }
     else if (key === "r") { event.preventDefault(); openReject(); }
     else if (key === "f") { event.preventDefault(); startFix(); }
-    else if (key === "e" && state.annotation.status !== "escalated") { event.preventDefault(); $("escalate-dialog").showModal(); }
+    else if (key === "e" && state.annotation.status !== "escalated") { event.preventDefault(); openEscalate(); }
     else if (key === "m" && state.waiting.length >= 2) { event.preventDefault(); startFix(merged(state.waiting.map((x) => x.result))); }
     else if (event.key === "?") { event.preventDefault(); $("help-dialog").showModal(); }
   }
@@ -212,10 +355,12 @@
   $("approve").addEventListener("click", approve);
   $("reject").addEventListener("click", () => openReject());
   $("fix").addEventListener("click", () => startFix());
-  $("escalate").addEventListener("click", () => $("escalate-dialog").showModal());
+  $("escalate").addEventListener("click", openEscalate);
   $("accept-fix").addEventListener("click", acceptFix);
   $("cancel-fix").addEventListener("click", cancelFix);
   $("merge").addEventListener("click", () => startFix(merged(state.waiting.map((x) => x.result))));
   $("help").addEventListener("click", () => $("help-dialog").showModal());
+  document.querySelectorAll("#queue-tabs [data-queue]").forEach((b) => b.addEventListener("click", () => switchQueue(b.dataset.queue)));
+  if ($("switch-queue")) $("switch-queue").addEventListener("click", () => switchQueue(otherQueue()));
   loadNext();
 })(window);
