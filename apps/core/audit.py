@@ -1,25 +1,51 @@
-"""The audit trail: who acted (also outside requests) and append-only history tables."""
+"""The audit trail: who acted (also outside requests) and append-only history tables.
+
+Who wrote a history row is resolved in this order: the user named by `acting_as` (services name their `actor`
+through `records_actor`; Celery tasks run as the user who enqueued them, see `labelportal.celery.AuditedTask`), or
+"the system" when `acting_as(None)` says so, even inside a request; only when neither was said, the request's user.
+"""
 
 import contextlib
 import functools
 import contextvars
 
 from django.apps import apps
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, ImproperlyConfigured
 from django.db import connections, router
 from simple_history.models import HistoricalRecords
 
-_acting_user = contextvars.ContextVar("labelportal_acting_user", default=None)
+# "Nobody said": history falls back to the request's user. SYSTEM: `acting_as(None)`, no user, whatever the request.
+_NOT_SET = object()
+SYSTEM = object()
+_acting_user = contextvars.ContextVar("labelportal_acting_user", default=_NOT_SET)
+# The change reason of history rows written inside a block that gives none itself (a Celery task names itself).
+_change_reason = contextvars.ContextVar("labelportal_change_reason", default=None)
+
+# The Celery message header that carries the id of the user a task acts for (absent or null: the system).
+ACTOR_HEADER = "labelportal_actor_id"
 
 
 @contextlib.contextmanager
 def acting_as(user):
-    """Record `user` as the author of history rows written inside the block (Celery tasks, commands)."""
-    token = _acting_user.set(user)
+    """Record `user` as the author of history rows written inside the block (Celery tasks, commands).
+
+    `acting_as(None)` means the system: rows written inside name no user, even during a request.
+    """
+    token = _acting_user.set(SYSTEM if user is None else user)
     try:
         yield user
     finally:
         _acting_user.reset(token)
+
+
+@contextlib.contextmanager
+def change_reason(reason):
+    """History rows written inside the block that carry no reason of their own get `reason`."""
+    token = _change_reason.set(reason or None)
+    try:
+        yield reason
+    finally:
+        _change_reason.reset(token)
 
 
 def records_actor(service):
@@ -37,22 +63,56 @@ def records_actor(service):
 
 
 def current_actor():
-    return _acting_user.get()
+    """The user named by the innermost `acting_as`, or None (none named, or the system)."""
+    user = _acting_user.get()
+    return None if user is _NOT_SET or user is SYSTEM else user
+
+
+def current_change_reason():
+    return _change_reason.get()
+
+
+def _request_user():
+    request = getattr(HistoricalRecords.context, "request", None)
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
 
 
 def history_user_get(request=None, **kwargs):
-    """simple-history's `get_user`: the explicit actor first, then the request's user."""
+    """simple-history's `get_user`: the explicit actor (or the system) first, then the request's user."""
     user = _acting_user.get()
-    if user is not None:
+    if user is SYSTEM:
+        return None
+    if user is not _NOT_SET:
         return user
     if request is not None and getattr(request, "user", None) is not None and request.user.is_authenticated:
         return request.user
     return None
 
 
+def acting_user():
+    """The user a history row written here and now would name (None: the system, or nobody known).
+
+    The same resolution as `history_user_get` for the current request; also whom a task enqueued now acts for."""
+    user = _acting_user.get()
+    if user is SYSTEM:
+        return None
+    if user is not _NOT_SET:
+        return user
+    return _request_user()
+
+
+class AuditedHistoricalRecords(HistoricalRecords):
+    """simple-history's records, whose change reason falls back to the block's (`change_reason`)."""
+
+    def get_change_reason_for_object(self, instance, history_type, using):
+        reason = super().get_change_reason_for_object(instance, history_type, using)
+        return reason if reason else _change_reason.get()
+
+
 def history(**kwargs):
     """History for a domain model, with the acting user resolved the same way everywhere."""
-    return HistoricalRecords(get_user=history_user_get, **kwargs)
+    return AuditedHistoricalRecords(get_user=history_user_get, **kwargs)
 
 
 def append_only_tables():
@@ -65,9 +125,18 @@ def append_only_tables():
     return sorted(set(tables))
 
 
-_TRIGGER_FUNCTION = """
+# Django's flush (`manage.py flush`, and the test runner between transactional tests) empties every table at once,
+# history included, like dropping the database would: its transaction sets this, and the TRUNCATE trigger lets it
+# through. Every other TRUNCATE of an append-only table is refused. (The triggers guard against mistakes and code
+# paths, not against someone with SQL access to the tables' owner, who could drop them.)
+FLUSH_SETTING = "labelportal.flush_all"
+
+_TRIGGER_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION labelportal_refuse_change() RETURNS trigger AS $$
 BEGIN
+    IF TG_OP = 'TRUNCATE' AND current_setting('{FLUSH_SETTING}', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'labelportal: % is append-only; % refused', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
@@ -76,7 +145,8 @@ $$ LANGUAGE plpgsql;
 
 
 def append_only_triggers_install(sender=None, using="default", **kwargs):
-    """On PostgreSQL, make every append-only table refuse UPDATE and DELETE (runs after each migrate)."""
+    """On PostgreSQL, make every append-only table refuse UPDATE and DELETE (a row trigger) and TRUNCATE (a
+    statement trigger); runs after each migrate."""
     conn = connections[using]
     if conn.vendor != "postgresql":
         return
@@ -88,18 +158,48 @@ def append_only_triggers_install(sender=None, using="default", **kwargs):
                 continue
             quoted = conn.ops.quote_name(table)
             trigger = conn.ops.quote_name(f"{table}_append_only")
+            truncate_trigger = conn.ops.quote_name(f"{table}_append_only_truncate")
             cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {quoted}")
             cursor.execute(
                 f"CREATE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON {quoted} "
                 f"FOR EACH ROW EXECUTE FUNCTION labelportal_refuse_change()"
             )
+            cursor.execute(f"DROP TRIGGER IF EXISTS {truncate_trigger} ON {quoted}")
+            cursor.execute(
+                f"CREATE TRIGGER {truncate_trigger} BEFORE TRUNCATE ON {quoted} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION labelportal_refuse_change()"
+            )
+
+
+def _flush_allowed_install():
+    """Have Django's flush on PostgreSQL set FLUSH_SETTING for its own transaction (see above)."""
+    try:
+        from django.db.backends.postgresql.operations import DatabaseOperations
+    except (ImportError, ImproperlyConfigured):  # no PostgreSQL driver: nothing to allow
+        return
+    if getattr(DatabaseOperations.sql_flush, "_labelportal_flush", False):
+        return
+    sql_flush = DatabaseOperations.sql_flush
+
+    @functools.wraps(sql_flush)
+    def sql_flush_allowed(self, style, tables, **kwargs):
+        statements = sql_flush(self, style, tables, **kwargs)
+        # execute_sql_flush runs the statements in one transaction: SET LOCAL ends with it.
+        return [f"SET LOCAL {FLUSH_SETTING} = 'on';", *statements] if statements else statements
+
+    sql_flush_allowed._labelportal_flush = True
+    DatabaseOperations.sql_flush = sql_flush_allowed
+
+
+_flush_allowed_install()
 
 
 def history_record_queryset(queryset, *, user=None, reason="", history_type="~"):
     """Write one history row per object of `queryset`, in the database (INSERT … SELECT), for bulk updates.
 
     `queryset.update()` writes no history in simple-history; this keeps the trail of a bulk change without
-    loading the rows into Python. `user` defaults to the acting user. Returns the number of rows written.
+    loading the rows into Python. `user` defaults to the acting user, `reason` to the block's (`change_reason`).
+    Returns the number of rows written.
     """
     from django.utils import timezone
 
@@ -123,10 +223,11 @@ def history_record_queryset(queryset, *, user=None, reason="", history_type="~")
         f"({', '.join(qn(c) for c in columns + extra_columns)}) "
         f"SELECT sub.*, %s, %s, %s, %s FROM ({select_sql}) AS sub"
     )
-    user_id = getattr(user or current_actor(), "pk", None)
+    user_id = getattr(user or acting_user(), "pk", None)
     reason_length = historical._meta.get_field("history_change_reason").max_length
     with conn.cursor() as cursor:
         now = conn.ops.adapt_datetimefield_value(timezone.now())
         # The outer SELECT's placeholders come before the subquery's in the SQL text.
-        cursor.execute(sql, [now, history_type, user_id, (reason or "")[:reason_length] or None, *params])
+        reason = reason or _change_reason.get() or ""
+        cursor.execute(sql, [now, history_type, user_id, reason[:reason_length] or None, *params])
         return cursor.rowcount

@@ -3,7 +3,6 @@
 from celery import shared_task
 from django.core.cache import cache
 
-from apps.core.audit import acting_as
 from apps.projects.models import Project
 
 from . import people_trends
@@ -12,9 +11,8 @@ from . import people_trends
 @shared_task(acks_late=True)
 def people_trends_recompute(project_id):
     """One project's learning curves and coaching material (people_trends snapshot). Idempotent."""
-    with acting_as(None):
-        snapshot = people_trends.people_trends_recompute(project_id)
-        return snapshot.pk if snapshot is not None else None
+    snapshot = people_trends.people_trends_recompute(project_id)
+    return snapshot.pk if snapshot is not None else None
 
 
 @shared_task(acks_late=True)

@@ -1,10 +1,10 @@
-"""Celery tasks of the quality app: take ids, call a service, retry. No business logic here."""
+"""Celery tasks of the quality app: take ids, call a service, retry. No business logic here. Each runs as the user
+who enqueued it (labelportal.celery.AuditedTask), or as the system when beat did."""
 
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from apps.core.audit import acting_as
 from apps.projects.models import Project
 
 from . import services
@@ -21,10 +21,9 @@ def _same_queue(task):
 @shared_task(bind=True, acks_late=True)
 def progress_recompute(self, project_id):
     """Recompute one project's progress counters into a MetricSnapshot, then have its quality figures follow."""
-    with acting_as(None):
-        if not Project.objects.filter(pk=project_id).exists():
-            return None
-        pk = services.progress_snapshot_write(project_id=project_id).pk
+    if not Project.objects.filter(pk=project_id).exists():
+        return None
+    pk = services.progress_snapshot_write(project_id=project_id).pk
     quality_refresh.apply_async((project_id,), queue=_same_queue(self))
     return pk
 
@@ -33,16 +32,14 @@ def progress_recompute(self, project_id):
 def quality_refresh(project_id):
     """After events: incremental quality update and gates, or a full pass when the last is older than the debounce
     (QUALITY_RECOMPUTE_DEBOUNCE_SECONDS)."""
-    with acting_as(None):
-        return services.quality_refresh(project_id=project_id)
+    return services.quality_refresh(project_id=project_id)
 
 
 @shared_task(acks_late=True)
 def quality_recompute(project_id):
     """Full recompute of one project's quality figures, gates and alerts. Idempotent; safe twice at once."""
-    with acting_as(None):
-        snapshot = services.quality_recompute_full(project_id=project_id)
-        return snapshot.pk if snapshot is not None else None
+    snapshot = services.quality_recompute_full(project_id=project_id)
+    return snapshot.pk if snapshot is not None else None
 
 
 @shared_task(acks_late=True)
@@ -57,8 +54,7 @@ def quality_task_update(task_id):
     """One task's agreement/consensus snapshot and its share of the project's agreement."""
     from .engine import task_quality_update
 
-    with acting_as(None):
-        return task_quality_update(task_id) is not None
+    return task_quality_update(task_id) is not None
 
 
 def progress_recompute_soon(project_id):

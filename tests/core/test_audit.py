@@ -194,14 +194,15 @@ def test_append_only_tables_are_every_history_table_and_the_event_log():
 @pytest.fixture
 def every_history_table_filled(team):
     """A row in every append-only table: the team, a rejected review (with error types), a gate, an alert, a
-    webhook, a clarification, an annotator profile, a team with a member and a sanity rule."""
+    webhook, a clarification, an annotator profile, a team with a member, a sanity rule and a progress snapshot."""
     from apps.annotators.models import AnnotatorProfile, Team
     from apps.quality.models import SanityRule
 
     annotator = team.annotators[0]
     assignment = task_services.assignment_assign(task=team.task, annotator=annotator)
     annotation = task_services.assignment_submit(assignment=assignment, actor=annotator, result={"label": "cat"})
-    task_services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["wrong_label"])
+    task_services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["wrong_label"],
+                               comment="Not a cat.")
     task_services.clarification_ask(task=team.task, actor=annotator, question="Is a lynx a cat?")
     project_services.gate_create(project=team.project, actor=team.manager, metric=QualityGate.Metric.AGREEMENT,
                                  comparator=QualityGate.Comparator.GTE, threshold=0.8)
@@ -210,6 +211,7 @@ def every_history_table_filled(team):
     AnnotatorProfile.objects.create(user=annotator)
     Team.objects.create(name="Morning shift").members.add(annotator)
     SanityRule.objects.create(project=team.project, kind=SanityRule.Kind.LABEL_NEEDS_NOTE, label="cat")
+    quality_services.progress_snapshot_write(project_id=team.project.pk)
     return team
 
 
@@ -247,18 +249,71 @@ def test_the_database_refuses_update_and_delete_on_append_only_tables(every_hist
 
 
 @pytest.mark.postgres
-def test_every_append_only_table_has_the_trigger(db):
+def test_every_append_only_table_has_the_triggers(db):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, t.tgtype FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "JOIN pg_proc p ON p.oid = t.tgfoid "
             "WHERE NOT t.tgisinternal AND t.tgenabled = 'O' AND p.proname = 'labelportal_refuse_change'"
         )
-        triggers = dict(cursor.fetchall())
+        triggers = {}
+        for table, tgtype in cursor.fetchall():
+            triggers.setdefault(table, []).append(tgtype)
 
     assert set(triggers) == set(append_only_tables())
-    # tgtype bits: 1 row-level, 2 before, 16 update, 8 delete, 4 insert
-    assert all(tgtype & (1 | 2 | 8 | 16) == (1 | 2 | 8 | 16) and not tgtype & 4 for tgtype in triggers.values())
+    # tgtype bits: 1 row-level, 2 before, 4 insert, 8 delete, 16 update, 32 truncate
+    row, statement = 1 | 2 | 8 | 16, 2 | 32
+    assert all(sorted(types) == sorted([row, statement]) for types in triggers.values()), triggers
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", append_only_tables())
+def test_the_database_refuses_truncate_on_append_only_tables(every_history_table_filled, table):
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {qn(table)}")
+        rows = cursor.fetchone()[0]
+    assert rows > 0, f"the fixture left {table} empty"
+    with connection.cursor() as cursor:
+        # the test's own transaction holds deferred foreign-key checks, which PostgreSQL would name instead
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    error = _refused(f"TRUNCATE {qn(table)}")
+
+    assert error.__cause__.sqlstate == "42501"
+    assert f"{table} is append-only; TRUNCATE refused" in str(error)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {qn(table)}")
+        assert cursor.fetchone()[0] == rows
+
+
+@pytest.mark.postgres
+def test_truncating_a_parent_table_cannot_cascade_into_the_event_log(team):
+    task_services.event_record(type=TaskEvent.Type.OPENED, project=team.project, task=team.task)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    error = _refused("TRUNCATE tasks_task CASCADE")
+
+    assert "tasks_taskevent is append-only; TRUNCATE refused" in str(error)
+    assert TaskEvent.objects.exists() and Task.objects.filter(pk=team.task.pk).exists()
+
+
+@pytest.mark.postgres
+def test_django_flush_still_empties_every_table(transactional_db):
+    """The test runner flushes the database after each transactional test; manage.py flush does the same."""
+    from django.core.management import call_command
+
+    team = factories.team()
+    task_services.event_record(type=TaskEvent.Type.OPENED, project=team.project, task=team.task)
+    assert TaskEvent.objects.exists() and Project.history.exists()
+
+    call_command("flush", interactive=False, verbosity=0)
+
+    assert not TaskEvent.objects.exists() and not Project.history.exists() and not Project.objects.exists()
+    with transaction.atomic(), connection.cursor() as cursor:  # and the escape did not outlive the flush
+        cursor.execute("SELECT current_setting('labelportal.flush_all', true)")
+        assert cursor.fetchone()[0] in (None, "")
 
 
 @pytest.mark.postgres
@@ -298,7 +353,8 @@ def test_resubmission_and_revert_append_versions_and_keep_the_old_ones(team):
     assignment = task_services.assignment_assign(task=team.task, annotator=annotator)
     first = task_services.assignment_submit(assignment=assignment, actor=annotator, result={"label": "cat"},
                                             notes="looks like a cat")
-    task_services.review_reject(annotation=first, reviewer=team.reviewer, error_types=["wrong_label"])
+    task_services.review_reject(annotation=first, reviewer=team.reviewer, error_types=["wrong_label"],
+                               comment="Not a cat.")
 
     # when the annotator resubmits a different label
     second = task_services.assignment_resubmit(assignment=assignment, actor=annotator, result={"label": "dog"})
