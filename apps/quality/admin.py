@@ -1,5 +1,5 @@
 """The admin of quality data: error types, reviews (read-only), figures, alerts and webhooks; the sanity rules of a
-project (an inline on its page) and their report."""
+project (an inline on its page, and a list of their own with their history) and their report."""
 
 import functools
 
@@ -77,8 +77,8 @@ class ReviewAdmin(ProjectScopedAdminMixin, ReadOnlyAdminMixin, HistoryAdmin):
 
 
 @admin.register(MetricSnapshot)
-class MetricSnapshotAdmin(ProjectScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Figures computed by the workers; read-only."""
+class MetricSnapshotAdmin(ProjectScopedAdminMixin, ReadOnlyAdminMixin, HistoryAdmin):
+    """Figures computed by the workers; read-only, with their history (who or which task computed them)."""
 
     list_display = ["kind", "scope", "project", "batch", "annotator", "task", "computed_at"]
     list_filter = ["scope", "kind", ProjectListFilter]
@@ -86,6 +86,7 @@ class MetricSnapshotAdmin(ProjectScopedAdminMixin, ReadOnlyAdminMixin, admin.Mod
     raw_id_fields = ["project", "batch", "annotator", "task"]
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
+    history_list_display = ["computed_at"]
 
 
 @admin.register(Alert)
@@ -248,6 +249,59 @@ class SanityRuleInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return self._manages(request, obj)
+
+
+class SanityRuleAdminForm(SanityRuleForm):
+    """A rule on its own page: the same checks as on the project page, against the rule's project and its other
+    rules."""
+
+    class Meta(SanityRuleForm.Meta):
+        fields = ["project", *SanityRuleForm.Meta.fields]
+
+    def clean(self):
+        self.project = self.instance.project if self.instance.project_id else self.cleaned_data.get("project")
+        cleaned = super().clean()
+        if self.project is not None and not self.errors:
+            others = SanityRule.objects.filter(project=self.project).exclude(pk=self.instance.pk)
+            rule = SanityRule(project=self.project, **{name: cleaned.get(name) for name in SanityRuleForm.Meta.fields
+                                                       if name in cleaned})
+            conflicts = sanity.sanity_rules_conflicts([*others, rule])
+            if conflicts:
+                raise forms.ValidationError(conflicts)
+        return cleaned
+
+
+@admin.register(SanityRule)
+class SanityRuleAdmin(ProjectScopedAdminMixin, HistoryAdmin):
+    """Every project's sanity rules in one list, each with its history; they are also edited on the project page.
+    A change has the project's quality figures recomputed, as there."""
+
+    form = SanityRuleAdminForm
+    list_display = ["__str__", "project", "kind", "label", "count", "is_active", "updated_at"]
+    list_filter = [ProjectListFilter, "kind", "is_active"]
+    list_select_related = ["project"]
+    search_fields = ["label", "message", "project__name"]
+    history_list_display = ["kind", "label", "count", "is_active"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        return readonly + ["project"] if obj is not None and "project" not in readonly else readonly
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        sanity.sanity_rules_changed(project_id=obj.project_id)
+
+    def delete_model(self, request, obj):
+        project_id = obj.project_id
+        super().delete_model(request, obj)
+        sanity.sanity_rules_changed(project_id=project_id)
+
+    def delete_queryset(self, request, queryset):
+        project_ids = set(queryset.values_list("project_id", flat=True))
+        for rule in queryset:
+            rule.delete()  # one by one, so each removal leaves a history row
+        for project_id in sorted(project_ids):
+            sanity.sanity_rules_changed(project_id=project_id)
 
 
 REPORT_LIMIT = 50  # offenders listed per rule on the page; the CSV has them all

@@ -92,6 +92,10 @@ class MetricSnapshot(models.Model):
     values = models.JSONField(default=dict)
     computed_at = models.DateTimeField(db_index=True)
 
+    # Rows saved one by one (a project's progress, quality and state, at most one per kind per minute) leave a
+    # history row; the task-scope snapshots, written in bulk (bulk_create/bulk_update/update), do not.
+    history = history()
+
     class Meta:
         ordering = ["-computed_at"]
         get_latest_by = "computed_at"
