@@ -1,5 +1,6 @@
 """The admin where projects are set up: schema, guidelines, batches, gates, error types, members, task imports."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -10,16 +11,19 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _, gettext_lazy, ngettext
-from guardian.admin import ReinforcedGuardedModelAdminMixin
+from guardian.admin import (AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm,
+                            ReinforcedGuardedModelAdminMixin)
+from guardian.shortcuts import get_group_perms, get_user_perms, remove_perm
 
 from apps.core.admin_base import HistoryAdmin, ProjectListFilter, ProjectScopedAdminMixin, ReadOnlyAdminMixin
 from apps.core.errors import ApplicationError, PayloadTooLargeError, ValidationError
+from apps.core.permissions import MANAGE, has_project_perm
 from apps.quality.admin import SanityRuleInline, sanity_report_urls
 from apps.quality.models import ErrorType
 
 from . import services
 from .forms import BatchOverrideForm, ProjectForm, TaskImportForm
-from .models import Batch, Guideline, Membership, Project, QualityGate
+from .models import ROLE_PERMISSIONS, Batch, Guideline, Membership, Project, QualityGate
 
 PROGRESS_ANNOTATIONS = {
     "tasks_total": Count("tasks", filter=~Q(tasks__status="cancelled")),
@@ -122,6 +126,74 @@ class MembershipInline(admin.TabularInline):
         return super().get_queryset(request).select_related("user")
 
 
+# --- the object-permissions page: a person's roles ------------------------------------------------------------
+
+PERMISSION_ROLES = {perm: role for role, perm in ROLE_PERMISSIONS.items()}  # annotate_project → annotator, …
+VIEW_PERMISSION = "view_project"
+
+
+class MemberPermissionsForm(AdminUserObjectPermissionsForm):
+    """guardian's per-user permissions form on a project, made to edit the person's memberships instead.
+
+    The permissions chosen are roles: annotate → annotator, review → reviewer, manage → manager (several at once
+    are several roles). Saving adds and removes memberships through the membership services (history, the acting
+    admin, the managers' group), which then set the person's object permissions to exactly their roles' (view
+    comes with any role). View alone is no role and is refused: a person either has a role in the project or no
+    access to it. Nothing chosen removes the person from the project. `actor` is the admin saving the form.
+    """
+
+    actor = None
+
+    def get_obj_perms_field_choices(self):
+        choices = dict(super().get_obj_perms_field_choices())
+        return [(perm, choices.get(perm, perm)) for perm in (VIEW_PERMISSION, *PERMISSION_ROLES)]
+
+    def clean_permissions(self):
+        chosen = set(self.cleaned_data.get("permissions") or [])
+        if chosen and not chosen & set(PERMISSION_ROLES):
+            raise forms.ValidationError(_(
+                "“View” alone is not a role: every member of the project can view it. Choose annotate, review "
+                "or manage (annotator, reviewer, manager), or nothing to take the person out of the project."))
+        return sorted(chosen)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.actor is not None and not has_project_perm(self.actor, self.obj, MANAGE):
+            raise forms.ValidationError(_("Only a manager of the project can change its members."))
+        return cleaned
+
+    def roles(self):
+        return {PERMISSION_ROLES[perm] for perm in self.cleaned_data["permissions"] if perm in PERMISSION_ROLES}
+
+    def save_obj_perms(self):
+        project, user = self.obj, self.user
+        wanted = self.roles()
+        current = set(Membership.objects.filter(project=project, user=user).values_list("role", flat=True))
+        for role in sorted(current - wanted):
+            services.membership_remove(project=project, user=user, role=role, actor=self.actor)
+        for role in sorted(wanted - current):
+            services.membership_add(project=project, user=user, role=role, actor=self.actor)
+        if wanted == current:
+            # no membership changed: still make the permissions exactly the roles' (e.g. a stray grant)
+            services.membership_permissions_sync(project=project, user=user)
+        # and none besides them (add/change/delete granted on this page before it edited roles)
+        for codename in set(get_user_perms(user, project)) - {VIEW_PERMISSION, *PERMISSION_ROLES}:
+            remove_perm(codename, user, project)
+
+
+class GroupPermissionsForm(AdminGroupObjectPermissionsForm):
+    """Groups get no project permissions: roles are per person (Membership). An old group grant can be removed
+    here; a new one is refused with the reason."""
+
+    def clean_permissions(self):
+        chosen = set(self.cleaned_data.get("permissions") or [])
+        if chosen - set(get_group_perms(self.group, self.obj)):
+            raise forms.ValidationError(_(
+                "Project roles are given to people, not groups: add each person as a member (annotator, reviewer "
+                "or manager). Permissions a group already has can only be removed here."))
+        return sorted(chosen)
+
+
 # --- projects -----------------------------------------------------------------------------------------------
 
 
@@ -165,6 +237,13 @@ class ProjectAdmin(ProjectScopedAdminMixin, ReinforcedGuardedModelAdminMixin, Hi
     @admin.display(description=gettext_lazy("accepted / total"), ordering="tasks_accepted")
     def progress(self, obj):
         return progress_display(obj)
+
+    def get_obj_perms_manage_user_form(self, request):
+        """A person's permissions on the project are their roles: the form edits memberships (see the form)."""
+        return type("MemberPermissionsForm", (MemberPermissionsForm,), {"actor": request.user})
+
+    def get_obj_perms_manage_group_form(self, request):
+        return GroupPermissionsForm
 
     def get_prepopulated_fields(self, request, obj=None):
         # Not the `prepopulated_fields` attribute: simple-history's version view reads that one for a form whose
