@@ -1,6 +1,8 @@
 """What a team lead knows about each annotator: seniority, skills, languages, capacity and working pattern."""
 
 import datetime
+import functools
+import re
 import zoneinfo
 
 from django.conf import settings
@@ -13,6 +15,15 @@ from apps.core.audit import history
 from apps.core.models import TimeStampedModel
 
 WEEKDAYS = [0, 1, 2, 3, 4]  # Monday..Friday
+# A language tag as tasks carry it in their data ("en", "es", "pt-BR"): a lowercase ISO 639 code, then subtags.
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
+
+@functools.cache
+def time_zone_names():
+    """The IANA time zone names; not "localtime", which some systems keep among them: the machine's own zone, not
+    the annotator's."""
+    return frozenset(zoneinfo.available_timezones() - {"localtime"})
 
 
 def default_working_days():
@@ -57,16 +68,14 @@ class AnnotatorProfile(TimeStampedModel):
         ):
             errors["skills"] = _("Give skills as an object of skill name → level from 1 to 5.")
         if not isinstance(self.languages, list) or not all(
-            isinstance(code, str) and 2 <= len(code) <= 8 for code in self.languages
-        ):
+            isinstance(code, str) and LANGUAGE_CODE.fullmatch(code) for code in self.languages
+        ) or len(set(self.languages)) != len(self.languages):
             errors["languages"] = _("Give languages as a list of codes such as [\"en\", \"es\"].")
         if not isinstance(self.working_days, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in self.working_days
         ) or len(set(self.working_days or [])) != len(self.working_days or []):
             errors["working_days"] = _("Give working days as distinct numbers 0 (Monday) to 6 (Sunday).")
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if self.timezone not in time_zone_names():
             errors["timezone"] = _("Unknown time zone; use a name such as Europe/Madrid.")
         if self.working_hours_start and self.working_hours_end and self.working_hours_start == self.working_hours_end:
             errors["working_hours_end"] = _("The working day cannot start and end at the same time.")

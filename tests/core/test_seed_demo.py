@@ -67,6 +67,23 @@ def row_counts():
     return {m._meta.label: m.objects.count() for m in models}
 
 
+def table_digests():
+    """A digest of every row of every table row_counts() counts (all columns, timestamps included: a second run
+    must not even re-save a row), per model, so that a failure names the table that changed."""
+    import hashlib
+
+    models = [m for m in apps.get_models()
+              if m._meta.app_label in {"projects", "tasks", "annotators", "quality", "guardian", "auth", "core",
+                                       "dashboards"}]
+    digests = {}
+    for model in models:
+        digest = hashlib.sha256()
+        for row in model.objects.order_by("pk").values_list().iterator(chunk_size=2000):
+            digest.update(repr(row).encode())
+        digests[model._meta.label] = digest.hexdigest()
+    return digests
+
+
 def demo_help():
     from apps.core.management.commands.seed_demo import Command
 
@@ -187,21 +204,32 @@ class TestSeededDemo:
 
     def test_a_second_run_changes_nothing(self, seeded):
         # given the demo
-        before = row_counts()
+        before, contents = row_counts(), table_digests()
         # when the command runs again
         output = seed("--small")
-        # then it says so and no row of any table (history and events included) was added
+        # then it says so and no row of any table (history and events included) was added, changed or removed
         assert "Demo data already present; nothing changed." in output
         assert row_counts() == before
+        after = table_digests()
+        assert [label for label in contents if after[label] != contents[label]] == []
         assert before["tasks.TaskEvent"] > 0 and before["tasks.HistoricalTask"] > 0
+        assert before["quality.HistoricalMetricSnapshot"] > 0 and before["auth.User"] > 0
+
+    def test_the_digests_see_a_row_changed_in_place(self, seeded):
+        # a guard for the test above: a run that rewrote a row without adding one would be caught
+        before = table_digests()
+        task = Task.objects.order_by("pk").first()
+        Task.objects.filter(pk=task.pk).update(data={**task.data, "text": "rewritten"})
+        after = table_digests()
+        assert [label for label in before if after[label] != before[label]] == ["tasks.Task"]
 
     def test_missing_frames_are_redrawn_on_a_second_run(self, seeded, demo_media):
         frame = demo_media / "demo" / "street-003.svg"
         frame.unlink()
-        before = row_counts()
+        before, contents = row_counts(), table_digests()
         output = seed("--small")
         assert frame.exists() and "Redrew 1" in output
-        assert row_counts() == before
+        assert row_counts() == before and table_digests() == contents
 
 
 def test_hebrew_prefix_stays_outside_the_place():
