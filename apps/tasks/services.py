@@ -3,20 +3,25 @@
 Every transition locks its rows (task before assignment before annotation), re-checks the state, writes the
 change and a TaskEvent in one transaction, and enqueues follow-up work on commit. An illegal transition raises
 TransitionError and changes nothing. The task's status is derived in one place: `task_status_refresh`.
+
+A started review claims its annotation: while it is open and fresh, every review transition on that annotation
+by anyone else (start, approve, reject, fix, escalate, pairwise resolve) is refused with 409 (`_claim_check`).
 """
 
+import json
 import random
-from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.core.audit import records_actor
 from apps.core.errors import PermissionDeniedError, TransitionError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, require_project_perm
+from apps.projects.label_schema import TaskType
 from apps.projects.models import Batch, Project
 from apps.quality.sanity import submission_check
 
@@ -153,9 +158,16 @@ def task_status_refresh(*, task, actor=None):
 
 
 def task_final_result(task):
-    """The result to deliver: a reviewer's fix if there is one, else the most common current result.
+    """The result to deliver: a reviewer's fix if there is one, else the consensus of the current results
+    (METRICS.md, Consensus): the majority vote.
 
-    Ties go to the earliest submission. The quality engine's consensus replaces this for overlap > 1.
+    Classification votes on the label; the other types vote on the whole result, compared as its canonical JSON
+    text (sorted keys, no spaces). A tie goes to the result of the annotator most accurate on gold among those
+    who gave one of the tied results; if they are equally accurate (or none has a gold figure), to the smallest
+    label value — for the other types the smallest canonical JSON text, which stands in for "the smallest label
+    value" (a set of labels, spans or boxes has no natural order). The gold accuracies are read only on a tie
+    (`_gold_accuracy_of`): acceptance runs on the submit path. This is the task's final result; the quality
+    engine's task snapshots report the vote and Dawid–Skene beside it but never replace it.
     """
     current = list(
         Annotation.objects.filter(task=task, is_current=True)
@@ -166,14 +178,64 @@ def task_final_result(task):
     fixes = [a for a in current if a.source == Annotation.Source.REVIEW_FIX]
     if fixes:
         return fixes[-1].result
-    import json
-
-    counts = Counter(json.dumps(a.result, sort_keys=True) for a in current)
-    best = max(counts.values())
+    classification = task.project.task_type == TaskType.CLASSIFICATION
+    votes = {}  # key → the annotations that gave it, oldest first
     for annotation in current:
-        if counts[json.dumps(annotation.result, sort_keys=True)] == best:
-            return annotation.result
-    return None
+        votes.setdefault(_vote_key(annotation.result, classification), []).append(annotation)
+    most = max(len(annotations) for annotations in votes.values())
+    tied = sorted(key for key, annotations in votes.items() if len(annotations) == most)
+    if len(tied) > 1:
+        accuracy = _gold_accuracy_of(task.project, {a.annotator_id for key in tied for a in votes[key]})
+
+        def best(key):  # the accuracy of the key's most accurate annotator; no figure ranks below every figure
+            figures = [accuracy.get(a.annotator_id) for a in votes[key]]
+            return max((round(f, 9) for f in figures if f is not None), default=-1.0)
+
+        top = max(best(key) for key in tied)
+        tied = [key for key in tied if best(key) == top]  # still sorted: the smallest label value first
+    return votes[tied[0]][0].result
+
+
+def _vote_key(result, classification):
+    """What a result votes for: its label (classification), else its canonical JSON text."""
+    if classification and isinstance(result, dict) and isinstance(result.get("label"), str):
+        return result["label"]
+    return json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _gold_accuracy_of(project, annotator_ids):
+    """Each annotator's gold accuracy (METRICS.md: the mean score of their current annotations on gold tasks),
+    None without gold work. From the quality engine's latest annotators snapshot when it has them; the others in
+    one query over their gold work, scored as the engine scores it (classification in the database, the other
+    types with apps.quality.scores). "Current" here is the annotator's own current version (source annotator):
+    gold work is never reviewed, so it has no reviewer's fix."""
+    from apps.quality import engine
+    from apps.quality.scores import SCORES
+
+    accuracy = {}
+    snapshot = engine.snapshot_latest(project, engine.ANNOTATORS)
+    if snapshot is not None:
+        for row in snapshot.values.get("annotators", []):
+            if row.get("annotator_id") in annotator_ids:
+                accuracy[row["annotator_id"]] = row.get("gold_accuracy")
+    missing = set(annotator_ids) - set(accuracy)
+    if not missing:
+        return accuracy
+    gold_work = Annotation.objects.filter(task__project=project, task__is_gold=True, annotator_id__in=missing,
+                                          is_current=True, source=Annotation.Source.ANNOTATOR)
+    if project.task_type == TaskType.CLASSIFICATION:
+        rows = (gold_work.annotate(label=KeyTextTransform("label", "result"),
+                                   answer=KeyTextTransform("label", "task__gold_answer"))
+                .values("annotator_id").order_by()
+                .annotate(n=Count("id"), right=Count("id", filter=Q(label=F("answer")))))
+        accuracy.update({row["annotator_id"]: row["right"] / row["n"] for row in rows})
+    else:
+        score, sums = SCORES[project.task_type], {}
+        for annotator_id, result, answer in gold_work.values_list("annotator_id", "result", "task__gold_answer"):
+            total, n = sums.get(annotator_id, (0.0, 0))
+            sums[annotator_id] = (total + score(result or {}, answer or {}), n + 1)
+        accuracy.update({annotator_id: total / n for annotator_id, (total, n) in sums.items()})
+    return accuracy
 
 
 # --- assignments ------------------------------------------------------------------------------------------------
@@ -511,7 +573,61 @@ def _lock_annotation_for_review(annotation_id, reviewer):
         _refuse(_("Annotation %(id)s is %(status)s and is not waiting for a review.")
                 % {"id": annotation.pk, "status": annotation.status if annotation.is_current else AN.SUPERSEDED},
                 annotation.status)
+    _claim_check([annotation], reviewer)
     return annotation
+
+
+def review_claim_minutes():
+    """How long an open (started, undecided) review holds its annotation for its reviewer: the review queue's
+    CLAIM_MINUTES, so that what the queue leaves to a reviewer is also refused to the others."""
+    from .review_queue import CLAIM_MINUTES
+
+    return CLAIM_MINUTES
+
+
+def _claim_check(annotations, reviewer, now=None):
+    """Refuse (409) to start or decide a review of an annotation that another reviewer holds: the earliest open
+    review of it started less than `review_claim_minutes()` ago is someone else's. Call with the task locked
+    (every review transition locks it first), so that no claim appears between this check and the write.
+
+    The claim binds everyone, managers and admins included: deciding over it would throw away the claimant's
+    work in progress (a fix being drawn, a comment being written) without telling them. It lapses on its own: a
+    stale claim (the reviewer left) does not block, and whoever starts the annotation next holds it. On escalated
+    work only a senior's or lead's claim counts: a junior's open review from before the escalation (low-agreement
+    routing) cannot be decided by them any more and must not hold the work back from the seniors."""
+    from apps.quality.models import Review
+
+    now = now or timezone.now()
+    claims = (Review.objects.filter(annotation__in=[a.pk for a in annotations], decided_at__isnull=True,
+                                    started_at__gte=now - timedelta(minutes=review_claim_minutes()))
+              .select_related("reviewer__profile").order_by("annotation_id", "started_at", "id"))
+    escalated = {a.pk for a in annotations if a.status == AN.ESCALATED}
+    holders = {}
+    for claim in claims:
+        if claim.annotation_id in holders:
+            continue  # the earliest open review holds it
+        if claim.annotation_id in escalated and not _profile_is_senior(claim.reviewer):
+            continue
+        holders[claim.annotation_id] = claim
+    for annotation in annotations:
+        claim = holders.get(annotation.pk)
+        if claim is not None and claim.reviewer_id != reviewer.pk:
+            minutes = max(0, int((now - claim.started_at).total_seconds() // 60))
+            _refuse(_("Annotation %(id)s is claimed by %(reviewer)s, who opened its review %(minutes)d min ago: "
+                      "only they decide it, until they do or %(claim)d minutes have passed.")
+                    % {"id": annotation.pk, "reviewer": claim.reviewer.get_username(), "minutes": minutes,
+                       "claim": review_claim_minutes()}, "claimed")
+
+
+def _profile_is_senior(user):
+    """reviewer_is_senior for a user read with select_related("profile") (no query)."""
+    from apps.annotators.models import AnnotatorProfile
+
+    try:
+        profile = user.profile
+    except AnnotatorProfile.DoesNotExist:
+        return False
+    return profile.seniority in (AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD)
 
 
 def _review_open(annotation, reviewer, now):
@@ -529,7 +645,8 @@ def _review_open(annotation, reviewer, now):
 
 @records_actor
 def review_start(*, annotation, reviewer):
-    """A reviewer opened an annotation: records the start (for review latency). Safe to call twice."""
+    """A reviewer opened an annotation: records the start (for review latency) and claims it (`_claim_check`).
+    Safe to call twice."""
     with transaction.atomic():
         annotation = _lock_annotation_for_review(annotation.pk, reviewer)
         return _review_open(annotation, reviewer, timezone.now())
@@ -580,14 +697,14 @@ def review_approve(*, annotation, reviewer, comment=""):
 
 
 @records_actor
-def review_reject(*, annotation, reviewer, error_types, comment=""):
-    """submitted → rejected: the work goes back to its annotator as rework, with error types and a comment."""
-    if not error_types:
-        raise ValidationError(_("Choose at least one error type when rejecting."),
-                              errors={"error_types": [_("This field is required.")]})
+def review_reject(*, annotation, reviewer, error_types, comment):
+    """submitted → rejected: the work goes back to its annotator as rework, with error types (one or more) and a
+    comment (required: it is what the annotator reads on their rework)."""
+    comment = (comment or "").strip()
     with transaction.atomic():
+        # Who may decide (403) and whether it can be decided now (409) come before what the decision says (400).
         annotation = _lock_annotation_for_review(annotation.pk, reviewer)
-        found = _error_types_resolve(annotation.task.project, error_types)
+        found = _reject_input_check(annotation.task.project, error_types, comment)
         now = timezone.now()
         review = _review_decide(_review_open(annotation, reviewer, now), decision="reject", comment=comment,
                                 error_types=found, now=now)
@@ -604,6 +721,22 @@ def review_reject(*, annotation, reviewer, error_types, comment=""):
         task_status_refresh(task=annotation.task, actor=reviewer)
         _after_commit_refresh(annotation.task.project_id)
     return review
+
+
+def _reject_input_check(project, error_types, comment):
+    """The project's active error types a rejection names; refused (400) without one, with an unknown or retired
+    one, or without a comment, every field at fault named."""
+    missing = {"comment": [_("This field is required.")]} if not comment else {}
+    if not error_types:
+        raise ValidationError(_("Choose at least one error type when rejecting."),
+                              errors={"error_types": [_("This field is required.")], **missing})
+    try:
+        found = _error_types_resolve(project, error_types)
+    except ValidationError as refused:
+        raise ValidationError(refused.message, errors={**refused.errors, **missing}) from None
+    if missing:
+        raise ValidationError(_("Write a comment for the annotator when rejecting."), errors=missing)
+    return found
 
 
 @records_actor
@@ -837,7 +970,8 @@ def reviewer_is_senior(user):
 def review_pairwise_resolve(*, task, reviewer, result, picked=None, error_types=(), comment=""):
     """Pairwise review of a task with several annotations waiting: the reviewer picks one (`picked`) or merges
     them into `result`. The picked annotation is approved; every other one is fixed to the final result (a new
-    version by the reviewer; the annotators' versions stay in the history). All or nothing."""
+    version by the reviewer; the annotators' versions stay in the history). All or nothing: refused (409) when
+    another reviewer holds any of them (`_claim_check`)."""
     with transaction.atomic():
         task = _lock_task(task.pk)
         waiting = list(Annotation.objects.filter(
@@ -846,6 +980,8 @@ def review_pairwise_resolve(*, task, reviewer, result, picked=None, error_types=
         if len(waiting) < 2:
             _refuse(_("Task %(id)s has fewer than two annotations waiting for review.") % {"id": task.pk},
                     task.status)
+        # All of them are decided here: one another reviewer holds refuses the whole resolution, up front.
+        _claim_check(waiting, reviewer)
         if picked is not None:
             chosen = next((a for a in waiting if a.pk == getattr(picked, "pk", picked)), None)
             if chosen is None:

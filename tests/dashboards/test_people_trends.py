@@ -72,7 +72,8 @@ def test_acceptance_per_week_of_the_decision_and_the_team_distribution_from_thre
     work = {person: [trio.submit(person, task, LAST_WEEK, lead) for task in trio.tasks[:2]]
             for person, lead in ((trio.a, 10), (trio.b, 20), (trio.c, 40))}
     services.review_approve(annotation=work[trio.a][0], reviewer=trio.reviewer)
-    services.review_reject(annotation=work[trio.a][1], reviewer=trio.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=work[trio.a][1], reviewer=trio.reviewer, error_types=["wrong_label"],
+                           comment="A dog")
     services.review_approve(annotation=work[trio.b][0], reviewer=trio.reviewer)
     services.review_escalate(annotation=work[trio.c][0], reviewer=trio.reviewer, comment="not sure")
     Review.objects.update(decided_at=THIS_WEEK)
@@ -125,7 +126,7 @@ def test_the_current_version_counts_for_the_hardest_tasks_and_every_version_for_
     trio = Trio()
     first = trio.submit(trio.a, trio.tasks[0], LAST_WEEK, 90)
     trio.submit(trio.b, trio.tasks[0], LAST_WEEK, 10)
-    services.review_reject(annotation=first, reviewer=trio.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=first, reviewer=trio.reviewer, error_types=["wrong_label"], comment="A dog")
     second = services.assignment_resubmit(assignment=first.assignment, actor=trio.a, result={"label": "cat"},
                                           lead_time_seconds=20)
     Annotation.objects.filter(pk=second.pk).update(submitted_at=THIS_WEEK)

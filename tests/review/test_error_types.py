@@ -71,13 +71,46 @@ def test_codes_of_another_project_unknown_or_retired_are_refused_and_change_noth
     ErrorType.objects.filter(project=desk.project, code="data_problem").update(is_active=False)
     before = snapshot()
 
-    rejected = reject(desk, error_types=codes)
+    rejected = reject(desk, error_types=codes, comment="Look again")
     fixed = client(desk.junior).post(f"/api/v1/annotations/{desk.annotation.pk}/review/", {
         "decision": "fix", "corrected_result": {"label": "dog"}, "error_types": codes}, format="json")
 
     for response in (rejected, fixed):
         assert response.status_code == 400, response.json()
         assert codes[-1] in response.json()["detail"]
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("comment", [None, "", "   "])
+def test_a_rejection_without_a_comment_is_refused_and_changes_nothing(desk, comment):
+    # given a reviewer who picked an error type but wrote no comment (or only blanks)
+    body = {"error_types": ["wrong_label"]} | ({} if comment is None else {"comment": comment})
+    before = snapshot()
+
+    response = reject(desk, **body)
+
+    # then the API answers 400 naming the comment field, and nothing was written
+    assert response.status_code == 400, response.json()
+    assert response.json()["detail"] == "Write a comment for the annotator when rejecting."
+    assert response.json()["errors"] == {"comment": ["This field is required."]}
+    assert snapshot() == before
+    assert fresh(desk.annotation).status == "submitted"
+
+
+def test_the_reject_service_refuses_a_rejection_without_a_comment_too(desk):
+    from apps.core.errors import ValidationError
+    from apps.tasks import services
+
+    before = snapshot()
+    for comment in ("", "  \n "):
+        with pytest.raises(ValidationError) as refused:
+            services.review_reject(annotation=desk.annotation, reviewer=desk.junior, error_types=["wrong_label"],
+                                   comment=comment)
+        assert refused.value.errors == {"comment": ["This field is required."]}
+    # without error types either, both fields are named
+    with pytest.raises(ValidationError) as refused:
+        services.review_reject(annotation=desk.annotation, reviewer=desk.junior, error_types=[], comment="")
+    assert set(refused.value.errors) == {"error_types", "comment"}
     assert snapshot() == before
 
 

@@ -1,11 +1,13 @@
 """Review policy, seen from the reviewer's queue: `none` queues nothing and accepts a task as soon as its required
 annotations are in and pass the sanity rules; `all` queues every submission; `sample` queues about the project's
-rate of them (a seeded draw, so the test is repeatable). Gold is scored, never queued."""
+rate of them (seeded draws, so the tests are repeatable; within a binomial tolerance, for several seeds). Gold is scored, never queued."""
 
+import math
 import random
 
 import pytest
 
+from apps.projects.models import Project
 from apps.quality.models import Review
 from apps.quality.tasks import quality_recompute
 from apps.tasks import services
@@ -45,26 +47,35 @@ def test_review_none_accepts_a_task_once_its_required_annotations_are_in_and_pas
     assert submit_api(second, a2, both).status_code == 201
     task = fresh(desk.task)
     assert task.status == "accepted" and task.accepted_at is not None
-    assert task.final_result == ada  # a tie goes to the earliest submission
+    # a tie, with no gold work to tell the annotators apart: the smallest canonical JSON text (METRICS.md, Consensus)
+    assert task.final_result == both
     # and nothing ever reached a reviewer
     assert not Annotation.objects.filter(needs_review=True).exists()
     for reviewer in (desk.junior, desk.senior, desk.lead):
         assert client(reviewer).post(f"/api/v1/projects/{desk.project.pk}/review/next/").status_code == 204
 
 
-@pytest.mark.parametrize("mode, rate, low, high", [
-    ("none", 0.2, 0, 0),
-    ("all", 0.2, 120, 120),
-    # 120 draws at 0.3: mean 36, standard deviation 5.0; the seeded draw lands at a fixed count inside ± 3 sd
-    ("sample", 0.3, 21, 51),
+def binomial_bounds(n, p, sds=4):
+    """The counts within `sds` standard deviations of a binomial(n, p)'s mean: a correct sampler lands outside
+    them with probability below 1e-4 (normal approximation), a sampler off by a few points of rate does not."""
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    return math.floor(mean - sds * sd), math.ceil(mean + sds * sd)
+
+
+@pytest.mark.parametrize("mode, rate, seed", [
+    ("none", 0.2, 7),
+    ("all", 0.2, 7),
+    *(("sample", 0.3, seed) for seed in (7, 11, 2024)),
 ])
-def test_the_queue_holds_what_the_policy_reviews_and_the_rest_is_accepted(monkeypatch, mode, rate, low, high):
-    # given 120 tasks of a project with the review mode, and a seeded (repeatable) draw
-    desk = Desk(review_mode=mode, review_sample_rate=rate, n_tasks=120, n_annotators=1)
+def test_the_queue_holds_what_the_policy_reviews_and_the_rest_is_accepted(monkeypatch, mode, rate, seed):
+    # given 120 tasks of a project with the review mode, and the policy's draws from a seeded generator of its
+    # own (repeatable, and no other code's random numbers change them)
+    n = 120
+    desk = Desk(review_mode=mode, review_sample_rate=rate, n_tasks=n, n_annotators=1)
     annotator = desk.annotators[0]
     assignments = Assignment.objects.bulk_create(
         [Assignment(task=task, annotator=annotator, status="in_progress") for task in desk.tasks])
-    monkeypatch.setattr(services.random, "random", random.Random(7).random)
+    monkeypatch.setattr(services, "random", random.Random(seed))
 
     # when every task is submitted
     submitted = [services.assignment_submit(assignment=a, actor=annotator, result={"label": "dog"})
@@ -74,12 +85,34 @@ def test_the_queue_holds_what_the_policy_reviews_and_the_rest_is_accepted(monkey
     queued = [a.pk for a in review_queue(project=desk.project, reviewer=desk.junior)]
     picked = [a.pk for a in submitted if a.needs_review]
     assert queued == picked
+    low, high = {"none": (0, 0), "all": (n, n)}.get(mode) or binomial_bounds(n, rate)
     assert low <= len(queued) <= high
     # and every other task is accepted with its result; the queued ones wait in review
     assert Task.objects.filter(status="in_review").count() == len(queued)
     accepted = Task.objects.filter(status="accepted")
-    assert accepted.count() == 120 - len(queued)
+    assert accepted.count() == n - len(queued)
     assert all(result == {"label": "dog"} for result in accepted.values_list("final_result", flat=True))
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.3, 0.5, 0.9])
+def test_the_sample_policy_reviews_its_rate_of_first_submissions_over_many_draws(monkeypatch, rate):
+    # given a project sampling `rate` of the submissions, and 20 000 first submissions per seed, for three seeds
+    n = 20_000
+    task = Task(project=Project(review_mode=Project.ReviewMode.SAMPLE, review_sample_rate=rate), is_gold=False)
+    counts = []
+    for seed in (1, 2, 3):
+        monkeypatch.setattr(services, "random", random.Random(seed))
+        counts.append(sum(services._needs_review(task, resubmission=False) for _ in range(n)))
+
+    # then each count is within the binomial tolerance of n × rate (4 standard deviations: ± 0.6 points of rate
+    # at 0.3), and so is their total over 3n
+    low, high = binomial_bounds(n, rate)
+    assert all(low <= count <= high for count in counts), (counts, low, high)
+    low, high = binomial_bounds(3 * n, rate)
+    assert low <= sum(counts) <= high
+    # while a resubmission is always reviewed, and gold never is
+    assert services._needs_review(task, resubmission=True)
+    assert not services._needs_review(Task(project=task.project, is_gold=True), resubmission=False)
 
 
 def test_gold_is_scored_not_queued_and_reviewers_cannot_reach_it():

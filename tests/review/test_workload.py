@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize("body", [
     {"decision": "approve"},
-    {"decision": "reject", "error_types": ["wrong_label"]},
+    {"decision": "reject", "error_types": ["wrong_label"], "comment": "A dog"},
     {"decision": "fix", "corrected_result": {"label": "dog"}},
     {"decision": "escalate", "comment": "Unsure"},
 ])

@@ -62,7 +62,7 @@ def submit(task, annotator, result=None):
     return services.assignment_submit(assignment=assignment, actor=annotator, result=result or {"label": "cat"})
 
 
-def reject(annotation, reviewer, codes=("wrong_label",), comment=""):
+def reject(annotation, reviewer, codes=("wrong_label",), comment="Look again."):
     return services.review_reject(annotation=annotation, reviewer=reviewer, error_types=list(codes),
                                   comment=comment)
 

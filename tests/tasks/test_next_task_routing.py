@@ -160,7 +160,8 @@ def test_a_paused_annotator_still_gets_their_rework(crew):
     factories.project_services.membership_add(project=crew.project, user=reviewer, role="reviewer")
     rejected = take(crew, a)
     annotation = services.assignment_submit(assignment=rejected, actor=a, result={"label": "cat"})
-    services.review_reject(annotation=annotation, reviewer=reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=annotation, reviewer=reviewer, error_types=["wrong_label"],
+                           comment="Look again.")
     pause(crew, a)
 
     assert take(crew, a).pk == rejected.pk

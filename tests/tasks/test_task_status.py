@@ -1,6 +1,7 @@
 """How a task's status follows from its assignments, annotations and reviews (DESIGN.md, Lifecycle), and the rules
 every submission obeys: overlap, review modes, rework, holds, gold, the final result, idempotency, sanity rules."""
 
+import json
 import random
 from datetime import timedelta
 
@@ -191,7 +192,8 @@ def test_review_sample_always_reviews_a_resubmission(monkeypatch):
     team = factories.team(review_mode="sample", review_sample_rate=0.25)
     monkeypatch.setattr(services.random, "random", lambda: 0.0)
     assignment = give(team.task, team.annotators[0])
-    services.review_reject(annotation=submit(assignment), reviewer=team.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=submit(assignment), reviewer=team.reviewer, error_types=["wrong_label"],
+                           comment="Look again.")
 
     # when the rework is resubmitted while the draw says "do not sample"
     monkeypatch.setattr(services.random, "random", lambda: 0.99)
@@ -237,7 +239,8 @@ def test_rework_after_a_rejection_until_it_is_approved():
     assert status_of(team.task) == "in_review"
 
     # when it is rejected, the task is rework, also while the annotator works on it again
-    services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["wrong_label"],
+                           comment="Look again.")
     assert status_of(team.task) == "rework"
     services.assignment_start(assignment=assignment, actor=annotator)
     assert status_of(team.task) == "rework"
@@ -333,13 +336,132 @@ def test_final_result_is_the_majority():
     assert team.task.final_result == {"label": "cat"}
 
 
+def gold_record(team, scores):
+    """Gold work for the team's annotators: {annotator: (right, wrong)} answers on as many gold tasks."""
+    n = max(right + wrong for right, wrong in scores.values())
+    golds = factories.tasks(team.batch, n, is_gold=True, gold_answer={"label": "bird"})
+    for annotator, (right, wrong) in scores.items():
+        for gold, label in zip(golds, ["bird"] * right + ["cat"] * wrong):
+            submit(give(gold, annotator), label)
+
+
+def approved_tie(team, labels=("dog", "cat")):
+    """An overlap-2 task answered with `labels` by annotators 0 and 1 (in that order), both approved."""
+    annotations = [submit(give(team.task, annotator), label) for annotator, label in zip(team.annotators, labels)]
+    for annotation in annotations:
+        services.review_approve(annotation=annotation, reviewer=team.reviewer)
+    assert status_of(team.task) == "accepted"
+    return team.task.final_result
+
+
 @pytest.mark.django_db
-def test_final_result_of_a_tie_is_the_earliest_submission():
+@pytest.mark.parametrize("accurate, expected", [(1, "cat"), (0, "dog")])
+def test_a_tie_goes_to_the_label_of_the_annotator_most_accurate_on_gold(accurate, expected):
+    # given annotator 0 says dog and annotator 1 cat on an overlap-2 task, and one of them is better on gold
+    team = factories.team(review_mode="all", overlap=2)
+    gold_record(team, {team.annotators[accurate]: (3, 0), team.annotators[1 - accurate]: (1, 2)})
+
+    # when both are approved (no quality figures computed yet: the accuracies come from the gold work itself)
+    final = approved_tie(team)
+
+    # then the task's result is the more accurate annotator's label, whichever was first or smallest
+    assert final == {"label": expected}
+    assert services.task_final_result(team.task) == {"label": expected}
+
+
+@pytest.mark.django_db
+def test_a_tie_between_equally_accurate_annotators_goes_to_the_smallest_label():
+    # given dog (first) and cat from annotators equally right on gold
+    team = factories.team(review_mode="all", overlap=2)
+    gold_record(team, {team.annotators[0]: (2, 1), team.annotators[1]: (2, 1)})
+
+    # then the smallest label value wins, not the earliest submission
+    assert approved_tie(team) == {"label": "cat"}
+
+
+@pytest.mark.django_db
+def test_a_tie_without_any_gold_work_goes_to_the_smallest_label():
     team = factories.team(review_mode="none", overlap=2)
     for annotator, label in zip(team.annotators, ["dog", "cat"]):
         submit(give(team.task, annotator), label)
     assert status_of(team.task) == "accepted"
+    assert team.task.final_result == {"label": "cat"}
+
+
+@pytest.mark.django_db
+def test_a_tie_reads_the_gold_accuracies_of_the_quality_engine_s_latest_figures():
+    # given the rows make annotator 1 (cat) the better one, but the engine's latest figures say annotator 0 (dog)
+    from apps.quality import engine
+    from apps.quality.models import MetricSnapshot
+
+    team = factories.team(review_mode="all", overlap=2)
+    gold_record(team, {team.annotators[0]: (0, 3), team.annotators[1]: (3, 0)})
+    MetricSnapshot.objects.create(
+        project=team.project, scope="project", kind=engine.ANNOTATORS, computed_at=timezone.now(),
+        values={"annotators": [{"annotator_id": team.annotators[0].pk, "gold_accuracy": 0.9},
+                               {"annotator_id": team.annotators[1].pk, "gold_accuracy": 0.4}]})
+
+    # then the tie goes by the engine's figures (dog), not by a recount
+    assert approved_tie(team) == {"label": "dog"}
+
+
+@pytest.mark.django_db
+def test_the_engine_s_figures_give_the_same_tie_break_as_the_gold_work():
+    # given annotator 1 (cat) is the better one on gold, and the engine's full pass has run
+    from apps.quality import services as quality_services
+
+    team = factories.team(review_mode="all", overlap=2)
+    gold_record(team, {team.annotators[0]: (1, 2), team.annotators[1]: (3, 0)})
+    quality_services.quality_recompute_full(project_id=team.project.pk)
+
+    assert approved_tie(team) == {"label": "cat"}
+
+
+@pytest.mark.django_db
+def test_a_clear_majority_reads_no_gold_figures():
+    # given three annotators, two of whom say dog: no tie, so no gold accuracy is looked up
+    team = factories.team(review_mode="none", overlap=3)
+    for annotator, label in zip(team.annotators[:2], ["dog", "cat"]):
+        submit(give(team.task, annotator), label)
+    last = give(team.task, team.annotators[2])
+
+    from unittest import mock
+
+    with mock.patch.object(services, "_gold_accuracy_of", side_effect=AssertionError("read on a majority")):
+        submit(last, "dog")
+    assert status_of(team.task) == "accepted"
     assert team.task.final_result == {"label": "dog"}
+
+
+@pytest.mark.django_db
+def test_a_tie_of_span_results_goes_to_the_more_accurate_annotator_then_the_smallest_canonical_json():
+    # given two different span results on an overlap-2 text task; annotator 1 is better on gold
+    team = factories.team(task_type="text_spans", review_mode="all", overlap=2)
+    ada = {"spans": [{"start": 0, "end": 3, "label": "PER"}]}
+    both = {"spans": [{"start": 0, "end": 3, "label": "PER"}, {"start": 7, "end": 11, "label": "LOC"}]}
+    golds = factories.tasks(team.batch, 2, is_gold=True, gold_answer=ada, data={"text": "Ada in Rome"})
+    for gold in golds:
+        submit_result(give(gold, team.annotators[0]), {"spans": []})
+        submit_result(give(gold, team.annotators[1]), ada)
+    task = factories.tasks(team.batch, 1, data={"text": "Ada in Rome"})[0]
+
+    # when annotator 0 gives `both` and annotator 1 `ada`, both approved
+    for annotator, result in zip(team.annotators, (both, ada)):
+        services.review_approve(annotation=submit_result(give(task, annotator), result), reviewer=team.reviewer)
+
+    # then the more accurate annotator's result wins, though the other's canonical JSON text is the smaller
+    canonical = [json.dumps(r, sort_keys=True, separators=(",", ":")) for r in (both, ada)]
+    assert canonical == sorted(canonical)
+    task.refresh_from_db()
+    assert (task.status, task.final_result) == ("accepted", ada)
+
+    # and with no gold work at all, the smallest canonical JSON text wins
+    Annotation.objects.filter(task__in=golds).delete()
+    assert services.task_final_result(task) == both
+
+
+def submit_result(assignment, result):
+    return services.assignment_submit(assignment=assignment, actor=assignment.annotator, result=result)
 
 
 @pytest.mark.django_db
@@ -364,7 +486,8 @@ def test_final_result_leaves_out_rejected_and_superseded_versions():
     team = factories.team(overlap=2)
     rejected = submit(give(team.task, team.annotators[0]), "dog")
     submit(give(team.task, team.annotators[1]), "cat")
-    services.review_reject(annotation=rejected, reviewer=team.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=rejected, reviewer=team.reviewer, error_types=["wrong_label"],
+                           comment="Look again.")
     services.task_accept(task=team.task, actor=team.manager)
 
     # then the result is the one that was not rejected
@@ -398,7 +521,8 @@ def test_the_same_idempotency_key_twice_writes_one_annotation_and_one_event():
 def test_the_same_idempotency_key_on_a_resubmission_writes_one_version():
     team = factories.team()
     assignment = give(team.task, team.annotators[0])
-    services.review_reject(annotation=submit(assignment), reviewer=team.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=submit(assignment), reviewer=team.reviewer, error_types=["wrong_label"],
+                           comment="Look again.")
     second = services.assignment_resubmit(assignment=assignment, actor=team.annotators[0], result={"label": "dog"},
                                           idempotency_key="req-2")
     before = world()

@@ -168,10 +168,14 @@ class ClarificationAnswerSerializer(serializers.Serializer):
 
 
 class ReviewDecisionSerializer(serializers.Serializer):
+    """A decision; the rules that depend on it (a reject needs error types and a comment, an escalation a comment)
+    are the review services' (apps.tasks.services), which answer 400 naming the field."""
+
     decision = serializers.ChoiceField(choices=Review.Decision.choices)
     error_types = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list,
-                                        max_length=50)
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+                                        max_length=50, help_text="Error type codes; one or more for 'reject'.")
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000,
+                                    help_text="Required for 'reject' (the annotator reads it) and 'escalate'.")
     corrected_result = JSONValueField(required=False, allow_null=True, default=None)
 
     def validate(self, attrs):
