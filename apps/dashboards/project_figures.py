@@ -160,6 +160,7 @@ def project_dashboard(*, project, batch=None, date_from=None, date_to=None, now=
                    "created_at": a.created_at}
                   for a in alerts.order_by("-created_at", "-pk")[:ALERTS_SHOWN + 1]]
     names = dict(ErrorType.objects.filter(project=project).order_by().values_list("code", "name"))
+    by_label = _errors_by_label(metrics["quality"].get("error_types_by_label") or {}, names)
     throughput = metrics["throughput"]
     eta_range = metrics["progress"].get("eta_range") or {}
     review = metrics["review"]
@@ -178,12 +179,28 @@ def project_dashboard(*, project, batch=None, date_from=None, date_to=None, now=
         "burndown": progress_days,
         "quality": {"now": quality_now, "per_day": quality_days, "gates": gate_rows,
                     "error_types": [{"code": code, "name": names.get(code, code), "count": n}
-                                    for code, n in sorted(error_counts.items(), key=lambda item: (-item[1], item[0]))]},
+                                    for code, n in sorted(error_counts.items(), key=lambda item: (-item[1], item[0]))],
+                    "error_types_by_label": by_label},
         "review": {"backlog": review.get("backlog"), "oldest_seconds": review.get("oldest_seconds"),
                    "latency_per_day": _in_range(review.get("latency_per_day") or [], date_from, date_to)},
         "alerts": {"rows": alert_rows[:ALERTS_SHOWN], "more": len(alert_rows) > ALERTS_SHOWN},
         "computed_at": metrics["computed_at"], "quality_computed_at": metrics["quality"]["computed_at"],
     }
+
+
+def _errors_by_label(counts, names):
+    """The quality engine's error-type counts per label ({label: {code: reviews}}, the whole project's: the engine
+    keeps them per project, not per batch) as {"types": [{code, name}] most frequent first, "rows": [{label, total,
+    counts}] with the most errors first}."""
+    totals = {}
+    for codes in counts.values():
+        for code, n in codes.items():
+            totals[code] = totals.get(code, 0) + n
+    types = [{"code": code, "name": names.get(code, code)}
+             for code, _n in sorted(totals.items(), key=lambda item: (-item[1], item[0]))]
+    rows = [{"label": label, "total": sum(codes.values()), "counts": dict(codes)} for label, codes in counts.items()]
+    rows.sort(key=lambda row: (-row["total"], row["label"]))
+    return {"types": types, "rows": rows}
 
 
 WEEKDAYS = [gettext_lazy("Monday"), gettext_lazy("Tuesday"), gettext_lazy("Wednesday"), gettext_lazy("Thursday"),
@@ -195,6 +212,7 @@ def dashboard_tables(data):
     charts and downloadable as CSV (`?format=csv&table=<name>`)."""
     status_names = dict(Task.Status.choices)
     heatmap = data["throughput"]["heatmap"] or {"submitted": [[0] * 24 for _ in range(7)]}
+    by_label = data["quality"]["error_types_by_label"]
     tables = {
         "status": (_("Tasks by status"), [_("Status"), _("Tasks")],
                    [[status_names.get(s, s), n] for s, n in data["progress"]["by_status"].items()]),
@@ -221,6 +239,11 @@ def dashboard_tables(data):
                     _round(g["last_value"]), g["last_n"]] for g in data["quality"]["gates"]]),
         "error_types": (_("Errors found in review"), [_("Error type"), _("Code"), _("Reviews")],
                         [[e["name"], e["code"], e["count"]] for e in data["quality"]["error_types"]]),
+        "error_types_by_label": (_("Errors by label"), [_("Label"), _("All error types"),
+                                                         *(t["name"] for t in by_label["types"])],
+                                 [[row["label"], row["total"], *(row["counts"].get(t["code"], 0)
+                                                                 for t in by_label["types"])]
+                                  for row in by_label["rows"]]),
         "alerts": (_("Open alerts"), [_("Raised"), _("Kind"), _("Severity"), _("State"), _("Message")],
                    [[a["created_at"].isoformat(timespec="minutes") if hasattr(a["created_at"], "isoformat")
                      else a["created_at"], a["kind_name"], a["severity"], a["state"], a["text"]]

@@ -50,7 +50,8 @@ def world(db):
     task_services.review_approve(annotation=annotation, reviewer=team.reviewer)
     annotation = submit(tasks[1], team.annotators[1], "dog")
     task_services.review_start(annotation=annotation, reviewer=team.reviewer)
-    task_services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["wrong_label"])
+    task_services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["wrong_label"],
+                                comment="A dog")
     submit(tasks[2], team.annotators[2])
     QualityGate.objects.create(project=project, metric="gold_accuracy", comparator="gte", threshold=0.8,
                                min_samples=5)
@@ -153,7 +154,7 @@ def test_user_text_is_escaped(world, client):
 def test_every_table_downloads_as_csv(world, client):
     client.force_login(world.manager)
     tables = ["status", "burndown", "throughput_day", "throughput_hour", "heatmap", "review", "quality", "gates",
-              "error_types", "alerts"]
+              "error_types", "error_types_by_label", "alerts"]
     for table in tables:
         response = client.get(URL.format(world.project.pk) + f"?format=csv&table={table}")
         assert response.status_code == 200, table
@@ -179,6 +180,68 @@ def test_an_unknown_table_or_format_is_a_clear_400(world, client):
     assert response.status_code == 400 and "Unknown table" in response.content.decode()
     response = get(client, world.manager, world.project, "?format=xml")
     assert response.status_code == 400 and response.json()["errors"]["format"]
+
+
+# --- errors by label ----------------------------------------------------------------------------------------------
+
+
+def test_the_error_types_per_label_of_the_metrics_api_are_a_table_with_its_csv(world, client):
+    # given a second rejection, of a cat, with two error types (the world already rejected a dog: wrong label)
+    annotation = submit(factories.tasks(world.batch, 1)[0], world.annotators[0], "cat")
+    task_services.review_reject(annotation=annotation, reviewer=world.reviewer,
+                                error_types=["wrong_label", "boundary"], comment="Not a cat, and too loose")
+    quality_services.quality_recompute_full(project_id=world.project.pk)
+    client.force_login(world.manager)
+    api = client.get(f"/api/v1/projects/{world.project.pk}/metrics/").json()
+    assert api["quality"]["error_types_by_label"] == {"cat": {"boundary": 1, "wrong_label": 1},
+                                                      "dog": {"wrong_label": 1}}
+
+    # then the dashboard's data carries them, the error types most frequent first, the labels most erring first
+    data = client.get(URL.format(world.project.pk) + "?format=json").json()
+    assert data["quality"]["error_types_by_label"] == {
+        "types": [{"code": "wrong_label", "name": "Wrong label"}, {"code": "boundary", "name": "Boundary"}],
+        "rows": [{"label": "cat", "total": 2, "counts": {"boundary": 1, "wrong_label": 1}},
+                 {"label": "dog", "total": 1, "counts": {"wrong_label": 1}}]}
+    # the page shows them as a table "Errors by label", unfolded
+    html = client.get(URL.format(world.project.pk)).content.decode()
+    assert 'id="h-errors-by-label">Errors by label</h2>' in html
+    table = html[html.index('id="h-errors-by-label"'):]
+    table = table[:table.index("</section>")]
+    assert '<details class="chart-table" open>' in table
+    assert ("<thead><tr><th scope=\"col\">Label</th><th scope=\"col\">All error types</th>"
+            "<th scope=\"col\">Wrong label</th><th scope=\"col\">Boundary</th></tr></thead>") in table
+    assert "<tr><td>cat</td><td>2</td><td>1</td><td>1</td></tr><tr><td>dog</td><td>1</td><td>1</td><td>0</td></tr>" \
+        in table
+    # and its CSV holds the same rows
+    rows = list(csv.reader(io.StringIO(client.get(
+        URL.format(world.project.pk) + "?format=csv&table=error_types_by_label").content.decode())))
+    assert rows == [["Label", "All error types", "Wrong label", "Boundary"], ["cat", "2", "1", "1"],
+                    ["dog", "1", "1", "0"]]
+
+
+def test_error_type_names_and_labels_are_escaped_in_the_errors_by_label_table(world, client):
+    # given an error type named with markup (the admin edits names) and a label with markup in the figures
+    from apps.quality.models import ErrorType
+
+    ErrorType.objects.filter(project=world.project, code="wrong_label").update(name="<i>Wrong</i> label")
+    latest = MetricSnapshot.objects.filter(project=world.project, scope="project", kind="quality").latest()
+    latest.values["error_types_by_label"] = {"<script>alert(1)</script>": {"wrong_label": 2}}
+    latest.save(update_fields=["values"])
+
+    html = get(client, world.manager, world.project).content.decode()
+
+    table = html[html.index('id="h-errors-by-label"'):]
+    assert "<script>alert(1)</script>" not in html and "<i>Wrong</i>" not in html
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>2</td><td>2</td>" in table
+    assert "&lt;i&gt;Wrong&lt;/i&gt; label</th>" in table
+
+
+def test_the_errors_by_label_table_says_when_there_is_nothing_yet(db, client):
+    team = factories.team(review_mode="all")
+    html = get(client, team.manager, team.project).content.decode()
+    table = html[html.index('id="h-errors-by-label"'):]
+    table = table[:table.index("</section>")]
+    assert "No data yet." in table
 
 
 # --- filters ------------------------------------------------------------------------------------------------------

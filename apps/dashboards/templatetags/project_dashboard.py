@@ -2,6 +2,7 @@
 
 from django import template
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 register = template.Library()
@@ -12,9 +13,10 @@ def _cell(value):
 
 
 @register.simple_tag
-def dashboard_table(table, name, query=""):
-    """One table of the dashboard behind a disclosure, with its CSV link. Built with format_html (every value
-    escaped) rather than template loops: the heatmap alone has 168 rows, and the page renders ten tables."""
+def dashboard_table(table, name, query="", open=False):
+    """One table of the dashboard behind a disclosure (`open`: shown unfolded, for a table with no chart above
+    it), with its CSV link. Built with format_html (every value escaped) rather than template loops: the heatmap
+    alone has 168 rows, and the page renders eleven tables."""
     href = f"?{query}&format=csv&table={name}" if query else f"?format=csv&table={name}"
     head = format_html_join("", '<th scope="col">{}</th>', ((column,) for column in table["columns"]))
     if table["rows"]:
@@ -24,10 +26,11 @@ def dashboard_table(table, name, query=""):
         body = format_html('<tr><td colspan="{}" class="muted">{}</td></tr>', len(table["columns"]),
                            _("No data yet."))
     return format_html(
-        '<details class="chart-table"><summary>{}</summary><table class="data">'
+        '<details class="chart-table"{}><summary>{}</summary><table class="data">'
         '<caption>{} · <a href="{}" download>{}</a></caption><thead><tr>{}</tr></thead><tbody>{}</tbody>'
         "</table></details>",
-        _("Show the numbers"), table["title"], href, _("Download CSV"), head, body)
+        mark_safe(" open") if open else "", _("Show the numbers"), table["title"], href, _("Download CSV"), head,
+        body)
 
 
 @register.simple_tag(takes_context=True)
