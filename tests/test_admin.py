@@ -676,3 +676,104 @@ def test_a_staff_user_who_creates_a_project_manages_it(team, client):
     staff = type(staff).objects.get(pk=staff.pk)
     assert staff.has_perm("projects.manage_project", project)
     assert client.get(url(Project, "change", project.pk)).status_code == 200
+
+
+# --- the error typology, edited in the admin -----------------------------------------------------------------
+
+
+def _waiting_annotation(team, annotator_index=0, task=None):
+    task = task or factories.tasks(team.batch, 1)[0]
+    assignment = task_services.assignment_assign(task=task, annotator=team.annotators[annotator_index])
+    return task_services.assignment_submit(assignment=assignment, actor=team.annotators[annotator_index],
+                                           result={"label": "cat"})
+
+
+def test_an_admin_adds_an_error_type_that_reviewers_can_then_use(team, client):
+    # given the add page of the error types
+    client.force_login(team.admin)
+    assert client.get(url(ErrorType, "add")).status_code == 200
+
+    # when the admin adds "Blurry image" to the project
+    response = client.post(url(ErrorType, "add"), {"project": team.project.pk, "code": "blurry",
+                                                    "name": "Blurry image", "description": "Cannot be read",
+                                                    "is_active": "on"})
+
+    # then it is in the project's taxonomy, active, with a history row naming the admin
+    assert response.status_code == 302, page_messages(response) or response.context["adminform"].form.errors
+    blurry = ErrorType.objects.get(project=team.project, code="blurry")
+    assert (blurry.name, blurry.description, blurry.is_active) == ("Blurry image", "Cannot be read", True)
+    assert blurry.history.get().history_user == team.admin
+    # and a reviewer rejects with it
+    review = task_services.review_reject(annotation=_waiting_annotation(team), reviewer=team.reviewer,
+                                         error_types=["blurry"], comment="Too blurry to tell")
+    assert list(review.error_types.values_list("code", flat=True)) == ["blurry"]
+
+
+def test_a_second_error_type_with_a_code_the_project_has_is_refused(team, client):
+    client.force_login(team.admin)
+    before = ErrorType.objects.count()
+
+    response = client.post(url(ErrorType, "add"), {"project": team.project.pk, "code": "wrong_label",
+                                                    "name": "Another wrong label", "is_active": "on"})
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors
+    assert ErrorType.objects.count() == before
+
+
+def test_renaming_an_error_type_keeps_its_code_and_the_reviews_that_used_it(team, client):
+    # given a rejection that used "Wrong label"
+    wrong = ErrorType.objects.get(project=team.project, code="wrong_label")
+    review = task_services.review_reject(annotation=_waiting_annotation(team), reviewer=team.reviewer,
+                                         error_types=["wrong_label"], comment="A dog")
+    client.force_login(team.admin)
+    page = client.get(url(ErrorType, "change", wrong.pk))
+    assert page.status_code == 200
+    assert "code" not in page.context["adminform"].form.fields  # the code is fixed once created
+
+    # when the admin renames it (a code posted anyway is ignored)
+    data = _form_data(page) | {"name": "Wrong class", "code": "hacked"}
+    response = client.post(url(ErrorType, "change", wrong.pk), data)
+
+    # then the name changed, the code did not, and the past review points at the renamed type
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    wrong.refresh_from_db()
+    assert (wrong.code, wrong.name, wrong.is_active) == ("wrong_label", "Wrong class", True)
+    assert [e.name for e in review.error_types.all()] == ["Wrong class"]
+    assert [h.name for h in wrong.history.order_by("history_id")] == ["Wrong label", "Wrong class"]
+    assert wrong.history.order_by("history_id").last().history_user == team.admin
+
+
+def test_retiring_an_error_type_refuses_it_in_new_reviews_and_keeps_it_in_old_ones(team, client):
+    # given a rejection that used "Boundary"
+    boundary = ErrorType.objects.get(project=team.project, code="boundary")
+    old = task_services.review_reject(annotation=_waiting_annotation(team), reviewer=team.reviewer,
+                                      error_types=["boundary"], comment="Too loose")
+    client.force_login(team.admin)
+
+    # when the admin turns 'active' off
+    data = _form_data(client.get(url(ErrorType, "change", boundary.pk)))
+    data.pop("is_active", None)
+    response = client.post(url(ErrorType, "change", boundary.pk), data)
+
+    # then it is retired, not deleted, and listed as inactive
+    assert response.status_code == 302
+    boundary.refresh_from_db()
+    assert boundary.is_active is False
+    listed = client.get(url(ErrorType, "changelist") + f"?is_active__exact=0&project={team.project.pk}")
+    assert listed.status_code == 200 and "Boundary" in listed.content.decode()
+    # a new rejection naming it is refused, and the old review still names it
+    from apps.core.errors import ValidationError
+
+    annotation = _waiting_annotation(team, annotator_index=1)
+    with pytest.raises(ValidationError, match="boundary"):
+        task_services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["boundary"],
+                                    comment="Too loose")
+    assert list(old.error_types.values_list("code", flat=True)) == ["boundary"]
+
+    # when it is turned on again, it can be chosen again
+    data["is_active"] = "on"
+    assert client.post(url(ErrorType, "change", boundary.pk), data).status_code == 302
+    review = task_services.review_reject(annotation=annotation, reviewer=team.reviewer, error_types=["boundary"],
+                                         comment="Too loose")
+    assert list(review.error_types.values_list("code", flat=True)) == ["boundary"]
