@@ -1075,9 +1075,13 @@ class _DemoBuilder:
                     if reviewed:
                         reviewer = self.users[self.rng.choice(MEMBERS[slug]["reviewer"])]
                         decided = at + timedelta(hours=self.rng.lognormvariate(0.6, 0.8))
+                        # A rejection carries its comment, as the review service requires; picked by the task,
+                        # not drawn, so that the seeded history stays the same.
+                        comments = REJECT_COMMENTS.get(errors[0], REJECT_COMMENTS["wrong_label"]) if errors else [""]
                         review = Review(annotation=annotation, reviewer=reviewer, started_at=decided - timedelta(
                             seconds=REVIEW_SECONDS[project.task_type]), decided_at=decided,
-                            decision="reject" if errors else "approve")
+                            decision="reject" if errors else "approve",
+                            comment=comments[task.pk % len(comments)])
                         at = decided
                     versions.append((annotation, review, errors))
                     if not (reviewed and errors):
