@@ -19,7 +19,8 @@ from apps.projects.forms import LABEL_SCHEMA_EXAMPLES
 from apps.projects.label_schema import label_schema_validate
 from apps.projects.models import Batch, Guideline, Membership, Project, QualityGate
 from apps.quality.alerts import alert_text
-from apps.quality.models import DEFAULT_ERROR_TYPES, Alert, ErrorType, MetricSnapshot, Webhook, WebhookDelivery
+from apps.quality.models import (DEFAULT_ERROR_TYPES, Alert, ErrorType, MetricSnapshot, SanityRule, Webhook,
+                                 WebhookDelivery)
 from apps.tasks import services as task_services
 from apps.tasks.models import Clarification, Task, TaskEvent
 from tests import factories
@@ -52,6 +53,7 @@ def world(team):
     WebhookDelivery.objects.create(webhook=webhook, event="task.accepted", payload={"event": "task.accepted"})
     Group.objects.create(name="Managers")
     Team.objects.create(name="Morning shift").members.set([annotator, other])
+    SanityRule.objects.create(project=team.project, kind="label_needs_note", label="cat")
     return team
 
 

@@ -18,7 +18,7 @@ from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import ApplicationError, PayloadTooLargeError, TransitionError
+from .errors import ApplicationError, PayloadTooLargeError, TransitionError, body_too_large_message, size_text
 from .models import IdempotencyRecord
 
 
@@ -76,24 +76,6 @@ def _field_errors(detail):
     if isinstance(detail, list):
         return {"non_field_errors": detail}
     return {}
-
-
-def size_text(size, *, round_up=False):
-    """A byte count as people read it: "900 bytes", "1.5 KB", "10 MB" (units of 1024, at most one decimal).
-    `round_up` for the size of something refused as too large, so that it never reads as equal to its limit."""
-    if size < 1024:
-        return _("%(n)d bytes") % {"n": size}
-    for unit, scale in (("KB", 2**10), ("MB", 2**20), ("GB", 2**30)):
-        if size < scale * 1024 or unit == "GB":
-            tenths = -(-size * 10 // scale) if round_up else size * 10 // scale
-            number = f"{tenths // 10}" if tenths % 10 == 0 else f"{tenths // 10}.{tenths % 10}"
-            return f"{number} {unit}"
-
-
-def body_too_large_message(size, limit):
-    """The 413's detail for a request body over `limit` bytes (the import's wording: the body is an upload)."""
-    return _("The upload is %(size)s; the limit is %(limit)s.") % {
-        "size": size_text(size, round_up=True), "limit": size_text(limit)}
 
 
 def _content_length(request):

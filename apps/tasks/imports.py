@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.core.audit import history_record_queryset, records_actor
-from apps.core.errors import PayloadTooLargeError, ValidationError
+from apps.core.errors import PayloadTooLargeError, ValidationError, size_text
 from apps.core.permissions import MANAGE, require_project_perm
 from apps.projects.label_schema import result_validate, task_data_validate
 from apps.projects.models import Batch
@@ -484,8 +484,8 @@ def tasks_import(*, project, actor, source, fmt=None, filename="", default_batch
         require_project_perm(actor, project, MANAGE)
     size = getattr(source, "size", None)
     if size is not None and size > settings.IMPORT_MAX_BYTES:
-        raise PayloadTooLargeError(_("The file is %(size)d MB; the limit is %(limit)d MB.")
-                                   % {"size": size // 2**20, "limit": settings.IMPORT_MAX_BYTES // 2**20})
+        raise PayloadTooLargeError(_("The file is %(size)s; the limit is %(limit)s.")
+                                   % {"size": size_text(size, round_up=True), "limit": size_text(settings.IMPORT_MAX_BYTES)})
     fmt = fmt or import_format_guess(filename or getattr(source, "name", ""))
     batch_name = default_batch_name or _("Import %(when)s%(file)s") % {
         "when": timezone.now().strftime("%Y-%m-%d %H:%M:%S"), "file": f" {filename}" if filename else ""}

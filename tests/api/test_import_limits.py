@@ -120,11 +120,7 @@ def sizes_in(detail):
 
 
 @pytest.mark.parametrize("idempotency_key", [
-    pytest.param(None, marks=pytest.mark.xfail(strict=True, reason=(
-        "ImportView's own 413 (apps/tasks/api/views.py, the CONTENT_LENGTH check) floors both sizes to whole MB: "
-        "a 1.5 MB body over a 1 MB limit reads 'The upload is 1 MB; the limit is 1 MB.' (and a body over a limit "
-        "under 1 MB reads '0 MB'); apps.core.api.body_too_large_message, used when an Idempotency-Key is sent, "
-        "says '1.5 MB; the limit is 1 MB'. Not translated either (an f-string)."))),
+    None,
     "import-too-big-3",
 ])
 def test_the_413_says_how_big_the_upload_was_and_what_the_limit_is(world, api, limit, idempotency_key):

@@ -87,7 +87,7 @@ def test_rework_comes_back_after_held_work_and_before_new_tasks(crew):
     annotation = finish(rejected)
     held = take(crew)
     assert held.task == held_task
-    services.review_reject(annotation=annotation, reviewer=reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=annotation, reviewer=reviewer, error_types=["wrong_label"], comment="Look again.")
 
     assert take(crew).pk == held.pk  # the live assignment first
     finish(held)

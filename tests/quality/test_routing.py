@@ -159,7 +159,8 @@ def test_the_alert_resolves_itself_when_agreement_recovers():
     alert = Alert.objects.get(project=world.project)
     assert alert.state == "open" and world.task.extra_annotations == 0 and world.routed_events() == []
     # when the reviewer rejects the dog and its annotator resubmits cat, and the incremental update runs
-    services.review_reject(annotation=world.annotations[1], reviewer=world.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=world.annotations[1], reviewer=world.reviewer, error_types=["wrong_label"],
+                           comment="Look again.")
     services.assignment_resubmit(assignment=world.annotations[1].assignment, actor=world.people[1],
                                  result={"label": "cat"})
     assert quality_services.quality_refresh(project_id=world.project.pk, debounce_seconds=3600) == "incremental"

@@ -175,7 +175,8 @@ def test_a_retried_submission_makes_one_annotation_and_a_refused_key_can_be_sent
 def test_a_resubmission_breaking_a_rule_is_refused_and_no_version_is_added():
     world = World("text_spans")
     first = world.submit({"spans": [span("PER", 0, 12)]})
-    services.review_reject(annotation=first, reviewer=world.reviewer, error_types=["missed_object"])
+    services.review_reject(annotation=first, reviewer=world.reviewer, error_types=["missed_object"],
+                           comment="Mark both people.")
     world.rule("min_items", count=2, message="Mark both people.")
     before = state()
 
@@ -420,7 +421,8 @@ class Existing:
         self.person = w.submit({"boxes": [box("person")]}, annotator=a1)                    # schema loses person
         # rework: the first version broke the min rule, the second passes; only the second is current
         self.reworked = w.submit({"boxes": []}, annotator=a1)
-        services.review_reject(annotation=self.reworked, reviewer=w.reviewer, error_types=["missed_object"])
+        services.review_reject(annotation=self.reworked, reviewer=w.reviewer, error_types=["missed_object"],
+                               comment="Mark both people.")
         self.reworked_v2 = services.assignment_resubmit(assignment=self.reworked.assignment, actor=a1,
                                                         result={"boxes": [box("car")]})
         # a reviewer's fix is the task's result, not the annotator's work: the annotator's version is reported

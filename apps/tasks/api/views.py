@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import IdFilter, idempotent, project_for
-from apps.core.errors import PayloadTooLargeError, ValidationError
+from apps.core.errors import PayloadTooLargeError, ValidationError, body_too_large_message
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm
 from apps.projects.models import Guideline
 from apps.projects.services import batch_deliver, batch_deliver_check
@@ -350,8 +350,7 @@ class ImportView(APIView):
         project = project_for(request, project_id, MANAGE)
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.IMPORT_MAX_BYTES:
-            raise PayloadTooLargeError(f"The upload is {length // 2**20} MB; the limit is "
-                                       f"{settings.IMPORT_MAX_BYTES // 2**20} MB.")
+            raise PayloadTooLargeError(body_too_large_message(length, settings.IMPORT_MAX_BYTES))
         content_type = (request.content_type or "").split(";")[0].strip().lower()
         if content_type.startswith("multipart/") or content_type == "application/x-www-form-urlencoded":
             upload = request.FILES.get("file")
@@ -392,6 +391,8 @@ class ExportView(APIView):
         OpenApiParameter("format", str, enum=list(exports.FORMATS)),
         OpenApiParameter("status", str), OpenApiParameter("batch", int),
         OpenApiParameter("deliver", bool, description="Move the batch to delivered (only if its gates pass)."),
+        OpenApiParameter("provenance", bool, description="COCO and CoNLL: include each task's provenance (default "
+                         "true; false gives the plain format for readers that cannot skip extra keys or comments)."),
     ], responses={200: OpenApiTypes.BINARY})
     def get(self, request, project_id):
         project = project_for(request, project_id, MANAGE)
