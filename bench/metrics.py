@@ -29,8 +29,12 @@ The machine is shared: wall times move with its load (reported as load_average_1
 """
 
 import argparse
+import cProfile
+import gc
+import io
 import json
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -185,6 +189,30 @@ def timing(values):
             "p99_ms": round(1000 * percentile(values, 99), 2), "max_ms": round(1000 * max(values), 2)}
 
 
+class GCTimer:
+    """gc.callbacks that add up the time of the cyclic garbage collector's passes, the full ones (generation 2)
+    apart: a full pass walks every tracked object of the process."""
+
+    def __init__(self):
+        self.reset()
+        self._started = None
+
+    def reset(self):
+        self.seconds, self.full_seconds, self.full_cpu, self.full = 0.0, 0.0, 0.0, 0
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._started, self._cpu = time.perf_counter(), time.process_time()
+        elif self._started is not None:
+            seconds = time.perf_counter() - self._started
+            self.seconds += seconds
+            if info["generation"] == 2:
+                self.full_seconds += seconds
+                self.full_cpu += time.process_time() - self._cpu
+                self.full += 1
+            self._started = None
+
+
 class StatementTimer:
     """An execute wrapper (connection.execute_wrapper) that counts the statements and adds up their wall time."""
 
@@ -222,11 +250,38 @@ def resubmit(task_id, rng):
                                   result={"label": label}, lead_time_seconds=25.0)
 
 
+def profile_write(path, profiles, slowest=5):
+    """The cProfile of the `slowest` updates (by CPU time) one by one, then the others' summed, then every
+    update's CPU time in order (to see when the slow ones come)."""
+    profiles = sorted(profiles, key=lambda p: p[0], reverse=True)
+    out = io.StringIO()
+    for seconds, i, task_id, profiler in profiles[:slowest]:
+        out.write(f"=== update {i} (task {task_id}): {1000 * seconds:.1f} ms CPU\n")
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+    if len(profiles) > slowest:
+        rest = pstats.Stats(profiles[slowest][3], stream=out)
+        for _seconds, _i, _task, profiler in profiles[slowest + 1:]:
+            rest.add(profiler)
+        out.write(f"=== the other {len(profiles) - slowest} updates, summed\n")
+        rest.sort_stats("tottime").print_stats(40)
+    out.write("=== CPU ms per update, in order\n")
+    out.write(" ".join(f"{1000 * p[0]:.0f}" for p in sorted(profiles, key=lambda p: p[1])) + "\n")
+    Path(path).write_text(out.getvalue())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=333_334)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--profile", metavar="PATH",
+                        help="cProfile every incremental update and write to PATH the profiles of the slowest ones "
+                             "(by the worker's CPU time), the rest summed, and the CPU time of each update")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after the setup and the full passes, as a worker that freezes its start-up "
+                             "objects would be: a full collection then scans only the objects made since")
+    parser.add_argument("--skip-full", action="store_true",
+                        help="time only the incremental updates (after one full recompute that makes the state)")
     args = parser.parse_args()
     os.environ.setdefault("QUALITY_BENCH", "1")
     setup_django()
@@ -265,7 +320,7 @@ def main():
         result["compute_only_s"] = round(time.perf_counter() - started, 3)
 
         runs, cpu = [], []
-        for run in range(args.repeat):
+        for run in range(1 if args.skip_full else args.repeat):
             rss_before = rss_kib("VmRSS")
             reset = peak_reset()
             cpu_before, db_before = cpu_seconds(), cpu_seconds(backend_pid)
@@ -283,21 +338,61 @@ def main():
         result["full_python_cpu_s"] = [round(c[0], 2) for c in cpu]
         result["full_db_backend_cpu_s"] = [round(c[1], 2) if c[1] is not None else None for c in cpu]
 
+        result["gc_tracked_objects"] = len(gc.get_objects())
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        result["gc_frozen_objects"] = gc.get_freeze_count()
+        # window rebuilds (a median that left its window, engine.medians_refresh): from the full pass's wide windows,
+        # from the rows per kind; the updates with one and their wall times
+        rebuilds, rebuilt_now = {}, []
+
+        def counted(kind, values_of):
+            def wrapper(*args, **kwargs):
+                rebuilds[kind] = rebuilds.get(kind, 0) + 1
+                rebuilt_now.append(kind)
+                return values_of(*args, **kwargs)
+            return wrapper
+
+        for kind in ("lead", "speed", "latency"):  # from the rows (the median left the full pass's wide window)
+            name = f"_{kind}_values"
+            if hasattr(engine, name):
+                setattr(engine, name, counted(f"{kind}_from_rows", getattr(engine, name)))
+        if hasattr(engine, "_window_from_band"):
+            engine._window_from_band = counted("from_band", engine._window_from_band)
+        rebuild_updates = []
+        gc_timer = GCTimer()
+        gc.callbacks.append(gc_timer)
+        gc_pause, gc_full = [], []
         rng = random.Random(7)
         task_ids = list(Task.objects.filter(project=project).values_list("pk", flat=True))
         update, scan, judge, update_cpu, python_cpu, db_wall, statements = [], [], [], [], [], [], []
         timer = StatementTimer()
+        profiles = []
         for i in range(args.events):
             task_id = rng.choice(task_ids)
             resubmit(task_id, rng)
+            profiler = cProfile.Profile() if args.profile else None
             cpu_before, db_before = cpu_seconds(), cpu_seconds(backend_pid)
             process_before = time.process_time()
             timer.reset()
+            gc_timer.reset()
+            rebuilt_now.clear()
             with connection.execute_wrapper(timer):
                 started = time.perf_counter()
+                if profiler is not None:
+                    profiler.enable()
                 engine.task_quality_update(task_id)
+                if profiler is not None:
+                    profiler.disable()
                 update.append(time.perf_counter() - started)
             python_cpu.append(time.process_time() - process_before)
+            gc_pause.append(gc_timer.seconds)
+            if rebuilt_now:
+                rebuild_updates.append(update[-1])
+            gc_full.append((gc_timer.full, gc_timer.full_seconds, gc_timer.full_cpu))
+            if profiler is not None:
+                profiles.append((python_cpu[-1], i, task_id, profiler))
             update_cpu.append(cpu_seconds() - cpu_before + (cpu_seconds(backend_pid) - db_before))
             db_wall.append(timer.seconds)
             statements.append(timer.count)
@@ -309,6 +404,8 @@ def main():
                 started = time.perf_counter()
                 gates.gates_evaluate(project)
                 judge.append(time.perf_counter() - started)
+        if args.profile:
+            profile_write(args.profile, profiles)
         result["incremental_task_update"] = timing(update)
         # CPU seconds of this process and its PostgreSQL backend per update (clock ticks of 10 ms: a mean only)
         result["incremental_task_update_cpu_ms_mean"] = round(1000 * statistics.mean(update_cpu), 2)
@@ -316,6 +413,14 @@ def main():
         # (wall time of the statements, measured around each execute: the database's share, load included)
         result["incremental_python_cpu"] = timing(python_cpu)
         result["incremental_db_wall"] = timing(db_wall)
+        # the garbage collector's passes inside the updates: all of them, and the full ones (count, wall time each)
+        result["incremental_gc"] = {**timing(gc_pause), "full_collections": sum(n for n, _s, _c in gc_full),
+                                    "full_ms": [round(1000 * s, 1) for n, s, _c in gc_full if n],
+                                    "full_cpu_ms": [round(1000 * c, 1) for n, _s, c in gc_full if n]}
+        gc.callbacks.remove(gc_timer)
+        result["gc_tracked_objects_after"] = len(gc.get_objects())
+        result["incremental_window_rebuilds"] = {**rebuilds, "updates": len(rebuild_updates),
+                                                 "their_ms": [round(1000 * s, 1) for s in rebuild_updates]}
         result["incremental_statements"] = {"min": min(statements), "max": max(statements),
                                             "mean": round(statistics.mean(statements), 1)}
         result["incremental_events_apply"] = timing(scan)

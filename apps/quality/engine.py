@@ -32,9 +32,16 @@ Every figure is a function of sums over tasks, which the project keeps in one "s
   reviewer's latency) are not sums: the state keeps, per person, the sorted values within WINDOW_HALF of the
   median and how many lie below and above (`window_of`). Adding or removing a value outside the window moves a
   count, inside it edits the window; the median is exact as long as it stays inside. When it leaves (or a value
-  to remove is not found), that person's median comes from their rows (`medians_refresh`) until the next full
-  pass rebuilds the windows. Speed ratios depend on the task's median lead time, so a task's contribution holds
-  the ratios of its annotators, and a change to the task replaces all of them.
+  to remove is not found), the update rebuilds that person's window, wider (REBUILD_WIDEN), from exactly the
+  values the state holds (`medians_refresh`): what the full pass saw of their tasks (rows up to its watermark,
+  decisions before its time) except for the tasks whose current-generation snapshot records their share, which
+  come from those snapshots (the rows may hold events not applied yet: counted from the rows they would be
+  counted twice). What the full pass saw comes from wide windows it keeps apart (BAND_HALF values either side,
+  one row per person, kind BANDS, read only by a rebuild), the updated tasks' shares moved in and out; only a
+  median that has moved beyond that too makes the rebuild read the person's rows. Either way the next rebuild
+  of that median comes at least WINDOW_HALF × REBUILD_WIDEN moves later, however long between full passes. Speed
+  ratios depend on the task's median lead time, so a task's contribution holds the ratios of its annotators, and
+  a change to the task replaces all of them.
 - The outlier flags are robust z-scores against the team: recomputed from the per-annotator figures (one row
   each) after every update, as are the team's quartiles.
 
@@ -99,6 +106,13 @@ DISTRIBUTION_FIGURES = ("submitted", "median_lead_time_seconds", "acceptance_rat
                         "agreement", "difficulty_adjusted_speed")
 # Each median keeps this many values either side of it (window_of): enough for the events between full passes.
 WINDOW_HALF = 32
+# The full pass also keeps, apart from the state (one row per person, read only to rebuild a window), each
+# median's values as the rows up to its watermark give them, this many either side: a rebuilt window starts there.
+BAND_HALF = 1024
+BANDS = "median_bands"  # kind of those rows (scope annotator)
+# A rebuilt window (its median left it: medians_refresh) keeps WINDOW_HALF × this either side: the next rebuild of
+# that person's median comes that many moves of it later at the earliest.
+REBUILD_WIDEN = 4
 DAWID_SKENE_MAX_ITER = 50
 DAWID_SKENE_TOL = 1e-4
 DAWID_SKENE_LOW_CONFIDENCE = 0.5
@@ -261,10 +275,10 @@ REVIEW_DTYPE = np.dtype([("reviewer", "i8"), ("annotator", "i8"), ("decision", "
                          ("batch", "i8"), ("task", "i8"), ("decided", "f8")])
 
 
-def _reviews(project, *, task_ids=None):
+def _reviews(project, *, task_ids=None, before=None):
     """Decided reviews: reviewer, the reviewed annotation's annotator, decision (index in DECISIONS), seconds from
     the submission to the decision, batch, task; and (`task_ids` given: a few tasks' reviews) when it was decided,
-    as a POSIX timestamp (0 for a project's: the full pass does not need it)."""
+    as a POSIX timestamp (a project's: -1 when decided before the datetime `before`, else 0)."""
     decision = Case(*[When(decision=d, then=Value(i)) for i, d in enumerate(DECISIONS)], default=Value(-1),
                     output_field=IntegerField())
     reviews = Review.objects.filter(decided_at__isnull=False)
@@ -277,7 +291,9 @@ def _reviews(project, *, task_ids=None):
     if task_ids is not None:
         return np.array([(*row[:6], row[6].timestamp()) for row in reviews.values_list(*fields, "decided_at")],
                         dtype=REVIEW_DTYPE)
-    values = reviews.annotate(decided=Value(0.0)).values_list(*fields, "decided")
+    earlier = Value(0.0) if before is None else Case(When(decided_at__lt=before, then=Value(-1.0)),
+                                                      default=Value(0.0), output_field=FloatField())
+    values = reviews.annotate(decided=earlier).values_list(*fields, "decided")
     return np.fromiter(values.iterator(chunk_size=STREAM_CHUNK), dtype=REVIEW_DTYPE)
 
 
@@ -524,21 +540,11 @@ def window_median(window):
 
 def _windows_by_group(groups, values, n_groups, half=None):
     """One window per group index: the groups' values apart (a stable sort of small integers), then in each only
-    the values around the median put in order (np.partition), not the whole group."""
+    the values around the median put in order (_window_of_values), not the whole group."""
     half = WINDOW_HALF if half is None else half
     order = np.argsort(np.asarray(groups, dtype=np.int32), kind="stable")
     bounds = np.searchsorted(np.asarray(groups)[order], np.arange(n_groups + 1))
-    windows = []
-    for i in range(n_groups):
-        group = values[order[bounds[i]:bounds[i + 1]]]
-        n = len(group)
-        if not n:
-            windows.append(window_of([]))
-            continue
-        start, end = max(0, (n - 1) // 2 - half), min(n, n // 2 + half + 1)
-        group = np.partition(group, [start, end - 1])  # the window's ends in place, smaller before, larger after
-        windows.append({"below": start, "values": np.sort(group[start:end]).tolist(), "above": n - end})
-    return windows
+    return [_window_of_values(values[order[bounds[i]:bounds[i + 1]]], half) for i in range(n_groups)]
 
 
 # --- the sums behind every other figure -----------------------------------------------------------------------------
@@ -665,39 +671,233 @@ def _median_from_rows(values):
     return float((ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2)
 
 
-def medians_refresh(project, labels, state, touched):
-    """The median figures of the touched annotators and reviewers, from their windows; when a median has left its
-    window, from their rows (the window then stays unknown until the next full pass: the rows may hold events not
-    applied yet, which a window rebuilt from them would count twice)."""
-    for annotator in sorted(touched["annotators"]):
-        mine = state["annotators"][str(annotator)]
-        known, value = window_median(mine["lead"]) if mine["lead"] is not None else (False, None)
-        if not known:
-            mine["lead"] = None
-            value = _median_from_rows(Annotation.objects.filter(
-                annotator_id=annotator, task__project_id=project.pk, source=Annotation.Source.ANNOTATOR,
-                lead_time_seconds__isnull=False).values_list("lead_time_seconds", flat=True))
-        mine["median_lead"] = _number(value)
-        known, value = window_median(mine["speed"]) if mine["speed"] is not None else (False, None)
-        if not known:
-            mine["speed"] = None
-            mine_tasks = Annotation.objects.filter(annotator_id=annotator, task__project_id=project.pk,
-                                                   source=Annotation.Source.ANNOTATOR).values("task_id")
-            rows, _results, _lengths = _annotation_rows(project, labels, task_ids=mine_tasks)
-            cur = rows[_current(rows)[0]]
-            speed = metrics.difficulty_adjusted_speed(
-                cur["task"], cur["annotator"], np.where(cur["lead"] >= 0, cur["lead"], np.nan)) if len(cur) else {}
-            value = speed.get(annotator, {}).get("value")
-        mine["speed_value"] = _number(value)
-    for reviewer in sorted(touched["reviewers"]):
-        theirs = state["reviewers"][str(reviewer)]
-        known, value = window_median(theirs["latency"]) if theirs["latency"] is not None else (False, None)
-        if not known:
-            theirs["latency"] = None
-            latency = _reviews(project, task_ids=Annotation.objects.filter(task__project_id=project.pk)
-                               .filter(reviews__reviewer_id=reviewer).values("task_id").distinct())
-            value = _median_from_rows(latency["latency"][latency["reviewer"] == reviewer])
-        theirs["median_latency"] = _number(value)
+def _held_contributions(project, state, task_ids, pending, *, person=None, involved="current"):
+    """{task id: contribution} of the tasks among `task_ids` (None: all) whose share the state holds as their task
+    snapshot recorded it (one of the current generation: the tasks updated since the full pass, and those it recorded),
+    with `pending` over them ({task id: contribution, None for no share}: the update under way, not written yet).
+    Every other task's share is what the full pass saw: its rows up to the watermark and its decisions before the
+    watermark's time (see the module docstring).
+
+    Those snapshots were all written at or after the full pass's time (tasks_quality_update sees to it), so the
+    snapshots' time index finds them: as many rows as tasks updated since the full pass, not the project's.
+    `person`: only the tasks with them first in an entry of the contribution's `involved` list (an annotator in
+    "current", a reviewer in "reviews"), told from that part of the snapshots alone."""
+    generation = state["generation"]
+
+    def involves(entries):
+        return person is None or any(entry[0] == person for entry in entries or ())
+
+    snapshots = MetricSnapshot.objects.filter(project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT)
+    recent = [t for t, g, entries in snapshots.filter(
+        computed_at__gte=datetime.fromisoformat(state["full_computed_at"])).values_list(
+        "task_id", "values__generation", f"values__contribution__{involved}").order_by()
+        if g == generation and t not in pending and involves(entries)]
+    recent = np.asarray(recent, dtype=np.int64)
+    mine = (recent if task_ids is None else recent[np.isin(recent, np.asarray(task_ids, dtype=np.int64))]).tolist()
+    held = {}
+    if mine:
+        for task_id, values in snapshots.filter(task_id__in=mine).values_list("task_id", "values").order_by():
+            if values.get("generation") == generation and "contribution" in values:
+                held[task_id] = values["contribution"]
+    held.update({t: contribution or {} for t, contribution in pending.items()
+                 if involves((contribution or {}).get(involved))})
+    return held
+
+
+LEAD_DTYPE = np.dtype([("id", "i8"), ("task", "i8"), ("lead", "f8")])
+SPEED_DTYPE = np.dtype([("id", "i8"), ("assignment", "i8"), ("task", "i8"), ("annotator", "i8"), ("version", "i8"),
+                        ("lead", "f8")])
+
+
+def _annotator_rows(project, annotator):
+    return Annotation.objects.filter(annotator_id=annotator, task__project_id=project.pk,
+                                     source=Annotation.Source.ANNOTATOR).order_by()
+
+
+def _lead_values(project, state, annotator, pending):
+    """The lead times the state holds for one annotator: every version of theirs, as _task_values takes them."""
+    rows = np.fromiter(_annotator_rows(project, annotator).annotate(lead=Coalesce("lead_time_seconds", Value(-1.0)))
+                       .values_list("id", "task_id", "lead"), dtype=LEAD_DTYPE)
+    held = _held_contributions(project, state, np.unique(rows["task"]), pending)
+    seen = (rows["id"] <= state["watermark"]) & (rows["lead"] >= 0) & ~np.isin(rows["task"], list(held))
+    return np.concatenate([rows["lead"][seen], np.array(
+        [lead for c in held.values() for a, lead in c.get("leads", []) if a == annotator], dtype=float)])
+
+
+def _speed_values(project, state, annotator, pending):
+    """The speed ratios the state holds for one annotator (each task's median lead time ÷ theirs, over the current
+    annotations, as _task_values takes them): from every annotation of their tasks up to the watermark."""
+    tasks = _annotator_rows(project, annotator).values("task_id")
+    held = _held_contributions(project, state, np.fromiter(tasks.values_list("task_id", flat=True), dtype=np.int64),
+                               pending)
+    rows = np.fromiter(Annotation.objects.filter(task_id__in=tasks, source=Annotation.Source.ANNOTATOR,
+                                                 id__lte=state["watermark"])
+                       .annotate(lead=Coalesce("lead_time_seconds", Value(-1.0)))
+                       .values_list("id", "assignment_id", "task_id", "annotator_id", "version", "lead").order_by(),
+                       dtype=SPEED_DTYPE)
+    rows = rows[~np.isin(rows["task"], list(held))]
+    cur = rows[_current(rows)[0]]
+    task_ids, task_index = np.unique(cur["task"], return_inverse=True)
+    timed = np.flatnonzero(cur["lead"] > 0)
+    task_median = metrics._group_median(task_index[timed], cur["lead"][timed], len(task_ids))
+    mine = timed[cur["annotator"][timed] == annotator]
+    return np.concatenate([task_median[task_index[mine]] / cur["lead"][mine], np.array(
+        [ratio for c in held.values() for a, ratio in c.get("speed", []) if a == annotator], dtype=float)])
+
+
+def _latency_values(project, state, reviewer, pending):
+    """The review latencies the state holds for one reviewer, as _tasks_read takes them."""
+    found = list(Review.objects.filter(reviewer_id=reviewer, decided_at__isnull=False,
+                                       annotation__task__project_id=project.pk)
+                 .annotate(latency=SecondsBetween(F("decided_at"), F("annotation__submitted_at")))
+                 .values_list("annotation__task_id", "latency", "decided_at").order_by())
+    tasks = np.array([row[0] for row in found], dtype=np.int64)
+    held = _held_contributions(project, state, np.unique(tasks), pending)
+    before = datetime.fromisoformat(state["watermark_at"]).timestamp()
+    return np.array([latency for task, latency, decided_at in found
+                     if task not in held and decided_at.timestamp() < before]
+                    + [r[3] for c in held.values() for r in c.get("reviews", []) if r[0] == reviewer], dtype=float)
+
+
+def _window_of_values(values, half):
+    """window_of the values given in any order: only the values around the median put in order (np.partition)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if not n:
+        return window_of([])
+    start, end = max(0, (n - 1) // 2 - half), min(n, n // 2 + half + 1)
+    values = np.partition(values, [start, end - 1])  # the window's ends in place, smaller before, larger after
+    return {"below": start, "values": np.sort(values[start:end]).tolist(), "above": n - end}
+
+
+MEDIAN_VALUES = {  # in a task's contribution: a person's values of each median
+    "lead": lambda contribution, person: [v for a, v in contribution.get("leads", []) if a == person],
+    "speed": lambda contribution, person: [v for a, v in contribution.get("speed", []) if a == person],
+    "latency": lambda contribution, person: [r[3] for r in contribution.get("reviews", []) if r[0] == person],
+}
+
+
+class _Rebuild:
+    """What the window rebuilds of one update read: the tasks whose share the state holds from their snapshots,
+    the full pass's wide windows (a row per person, read once), a person's values on some tasks as the full pass
+    saw them."""
+
+    def __init__(self, project, labels, state, pending):
+        self.project, self.labels, self.state, self.pending = project, labels, state, pending
+        self._held, self._bands = {}, {}
+
+    def held(self, person, involved):
+        """_held_contributions of the tasks involving one person."""
+        if (person, involved) not in self._held:
+            self._held[person, involved] = _held_contributions(self.project, self.state, None, self.pending,
+                                                               person=person, involved=involved)
+        return self._held[person, involved]
+
+    def band(self, person, key):
+        """The full pass's wide window of one person's median (empty: that pass saw none of theirs), None without
+        one of the state's generation (a person new since: their rows are few)."""
+        if self.state.get("bands_generation") != self.state["generation"]:
+            return None
+        if person not in self._bands:
+            row = (MetricSnapshot.objects.filter(project=self.project, scope=SCOPE.ANNOTATOR, kind=BANDS,
+                                                 annotator_id=person).values_list("values", flat=True).first())
+            self._bands[person] = row if row and row.get("generation") == self.state["generation"] else None
+        if self._bands[person] is None:
+            return None
+        window = self._bands[person].get(key) or window_of([])
+        return {"below": window["below"], "values": list(window["values"]), "above": window["above"]}
+
+    def seen(self, person, key, task_ids):
+        """{task id: values} of one person's median on some tasks, as the full pass saw them (rows up to the
+        watermark, decisions before its time), taken as _task_values takes them."""
+        seen = {}
+        if not task_ids:
+            return seen
+        if key == "latency":
+            before = datetime.fromisoformat(self.state["watermark_at"]).timestamp()
+            for task, latency, decided_at in (
+                    Review.objects.filter(reviewer_id=person, decided_at__isnull=False,
+                                          annotation__task_id__in=task_ids)
+                    .annotate(latency=SecondsBetween(F("decided_at"), F("annotation__submitted_at")))
+                    .values_list("annotation__task_id", "latency", "decided_at").order_by()):
+                if decided_at.timestamp() < before:
+                    seen.setdefault(task, []).append(latency)
+            return seen
+        rows = np.fromiter(Annotation.objects.filter(task_id__in=task_ids, source=Annotation.Source.ANNOTATOR,
+                                                     id__lte=self.state["watermark"])
+                           .annotate(lead=Coalesce("lead_time_seconds", Value(-1.0)))
+                           .values_list("id", "assignment_id", "task_id", "annotator_id", "version", "lead")
+                           .order_by(), dtype=SPEED_DTYPE)
+        if key == "lead":
+            mine = rows[(rows["annotator"] == person) & (rows["lead"] >= 0)]
+            for task, lead in mine[["task", "lead"]].tolist():
+                seen.setdefault(task, []).append(lead)
+            return seen
+        cur = rows[_current(rows)[0]]
+        tasks, task_index = np.unique(cur["task"], return_inverse=True)
+        timed = np.flatnonzero(cur["lead"] > 0)
+        task_median = metrics._group_median(task_index[timed], cur["lead"][timed], len(tasks))
+        mine = timed[cur["annotator"][timed] == person]
+        ratios = task_median[task_index[mine]] / cur["lead"][mine]
+        for task, ratio in zip(cur["task"][mine].tolist(), ratios.tolist()):
+            seen.setdefault(task, []).append(ratio)
+        return seen
+
+
+def _window_from_band(rebuild, person, key, half):
+    """A person's window of one median, as the state holds the values, from the full pass's wide window: the
+    tasks whose share the state holds from their snapshots (and the update under way) take their share as the
+    full pass saw it out and put theirs in. None when that cannot tell the median (it moved out of the wide
+    window, or no wide window): then the rows are read (_lead_values and the others)."""
+    window = rebuild.band(person, key)
+    if window is None:
+        return None
+    values_of = MEDIAN_VALUES[key]
+    involved = "reviews" if key == "latency" else "current"
+    # A person with values in a task, then or now, is in its current annotations (annotators) or decisions
+    # (reviewers) now, first in each entry: rows and decisions are only added.
+    held = rebuild.held(person, involved)
+    seen = rebuild.seen(person, key, sorted(held))
+    for task_id, contribution in held.items():
+        for value in seen.get(task_id, ()):
+            window = window_move(window, value, -1)
+        for value in values_of(contribution, person):
+            window = window_move(window, value, 1)
+        if window is None:
+            return None
+    known, _median = window_median(window)
+    if not known:
+        return None
+    n, values = window_size(window), window["values"]
+    start = max(0, (n - 1) // 2 - window["below"] - half)
+    end = min(len(values), n // 2 - window["below"] + half + 1)
+    return {"below": window["below"] + start, "values": values[start:end],
+            "above": window["above"] + len(values) - end}
+
+
+def medians_refresh(project, labels, state, touched, pending):
+    """The median figures of the touched annotators and reviewers, from their windows. A window that can no longer
+    tell its median (it left the window, or a value to remove was not in it) is rebuilt around the median, exactly
+    as the state holds the values (`pending`: the contributions of the update under way, {task id: contribution},
+    None for none), WINDOW_HALF × REBUILD_WIDEN values either side: from the full pass's wide window of that person
+    (_window_from_band: one small read), or when the median has moved out of that too, from their rows. Either way
+    the median then moves that many places before the next rebuild."""
+    half = WINDOW_HALF * REBUILD_WIDEN
+    rebuild = _Rebuild(project, labels, state, pending)
+    for group, ids, rebuilds in (("annotators", touched["annotators"], (("lead", "median_lead", _lead_values),
+                                                                         ("speed", "speed_value", _speed_values))),
+                                 ("reviewers", touched["reviewers"], (("latency", "median_latency",
+                                                                       _latency_values),))):
+        for person in sorted(ids):
+            mine = state[group][str(person)]
+            for key, figure, values_of in rebuilds:
+                known, value = window_median(mine[key]) if mine[key] is not None else (False, None)
+                if not known:
+                    mine[key] = _window_from_band(rebuild, person, key, half)
+                    if mine[key] is None:
+                        mine[key] = _window_of_values(values_of(project, state, person, pending), half)
+                    known, value = window_median(mine[key])
+                mine[figure] = _number(value)
 
 
 # --- figures from the sums (the full pass and the incremental updates share these) ----------------------------------
@@ -1051,7 +1251,7 @@ def project_quality_compute(project, *, now=None):
     cur_batch = np.searchsorted(batch_ids, cur["batch"])
 
     # People: every annotator with a submission, every reviewer with a decision.
-    reviews = _reviews(project)
+    reviews = _reviews(project, before=watermark_at)
     annotator_ids = np.unique(rows["annotator"])
     n_annotators = len(annotator_ids)
     cur_annotator = np.searchsorted(annotator_ids, cur["annotator"])
@@ -1152,6 +1352,25 @@ def project_quality_compute(project, *, now=None):
     ratio = task_median[task_index[timed_current]] / cur["lead"][timed_current]
     speed_windows = _windows_by_group(cur_annotator[timed_current], ratio, n_annotators)
 
+    # The same values as the rows up to the watermark give them (and the decisions before its time), in wide
+    # windows kept apart from the state: what a rebuilt window starts from (_window_from_band).
+    seen = rows["id"] <= watermark
+    lead_bands = _windows_by_group(all_annotator[timed & seen], rows["lead"][timed & seen], n_annotators, BAND_HALF)
+    # Speed: the ratios above, except on the (few) tasks with rows past the watermark, which take them again from
+    # their rows up to it.
+    late = np.unique(rows["task"][~seen])
+    kept = ~np.isin(cur["task"][timed_current], late)
+    groups, values = [cur_annotator[timed_current][kept]], [ratio[kept]]
+    if len(late):
+        earlier = rows[np.isin(rows["task"], late) & seen]
+        cur_seen = earlier[_current(earlier)[0]]
+        seen_tasks, seen_index = np.unique(cur_seen["task"], return_inverse=True)
+        seen_timed = np.flatnonzero(cur_seen["lead"] > 0)
+        seen_median = metrics._group_median(seen_index[seen_timed], cur_seen["lead"][seen_timed], len(seen_tasks))
+        groups.append(np.searchsorted(annotator_ids, cur_seen["annotator"][seen_timed]))
+        values.append(seen_median[seen_index[seen_timed]] / cur_seen["lead"][seen_timed])
+    speed_bands = _windows_by_group(np.concatenate(groups), np.concatenate(values), n_annotators, BAND_HALF)
+
     # Error types, per project, annotator, label and batch (few rows).
     error_types, by_annotator, by_label, by_batch = {}, {}, {}, {}
     for annotator, code, batch, result in _error_type_rows(project):
@@ -1193,6 +1412,14 @@ def project_quality_compute(project, *, now=None):
         }
     reviewer_ids, reviewer_index = np.unique(reviews["reviewer"], return_inverse=True)
     latency_windows = _windows_by_group(reviewer_index, reviews["latency"], len(reviewer_ids))
+    decided_before = reviews["decided"] < 0
+    latency_bands = _windows_by_group(reviewer_index[decided_before], reviews["latency"][decided_before],
+                                      len(reviewer_ids), BAND_HALF)
+    bands = {}
+    for i, a in enumerate(annotator_ids.tolist()):
+        bands[a] = {"lead": lead_bands[i], "speed": speed_bands[i]}
+    for i, r in enumerate(reviewer_ids.tolist()):
+        bands.setdefault(r, {})["latency"] = latency_bands[i]
     reviewed = np.bincount(reviewer_index, minlength=len(reviewer_ids))
     reviewers_state = {str(r): {"reviewed": int(reviewed[i]), "latency": latency_windows[i],
                                 "median_latency": _number(window_median(latency_windows[i])[1])}
@@ -1237,7 +1464,7 @@ def project_quality_compute(project, *, now=None):
         recent = tasks_values_read(project, labels, recent_tasks.tolist(), state)
     return {"quality": quality, "agreement": agreement_values, "annotators": annotators, "batches": batches,
             "state": state, "watermark": int(watermark), "max_id": int(rows["id"].max()) if len(rows) else 0,
-            "recent": recent}
+            "recent": recent, "bands": bands}
 
 
 def tasks_values_read(project, labels, task_ids, state):
@@ -1330,6 +1557,26 @@ def _task_snapshots_write(project, values_by_task, generation, now, *, existing=
     MetricSnapshot.objects.bulk_update(changed, ["values", "computed_at"], batch_size=1000)
 
 
+def _bands_write(project, bands, generation, now):
+    """The full pass's wide windows (project_quality_compute "bands"), one row per person, updated in place; a
+    person without values this time keeps an older generation's row, which the rebuilds ignore. Call under the
+    project lock."""
+    existing = {s.annotator_id: s for s in MetricSnapshot.objects.filter(
+        project=project, scope=SCOPE.ANNOTATOR, kind=BANDS).only("id", "annotator_id")}
+    changed, created = [], []
+    for person, values in bands.items():
+        values = {**values, "generation": generation}
+        snapshot = existing.get(person)
+        if snapshot is None:
+            created.append(MetricSnapshot(project=project, scope=SCOPE.ANNOTATOR, kind=BANDS, annotator_id=person,
+                                          values=values, computed_at=now))
+        else:
+            snapshot.values, snapshot.computed_at = values, now
+            changed.append(snapshot)
+    MetricSnapshot.objects.bulk_create(created, batch_size=50)
+    MetricSnapshot.objects.bulk_update(changed, ["values", "computed_at"], batch_size=50)
+
+
 def project_quality_recompute(project_id, *, now=None):
     """Full recompute of a project's figures, stored as snapshots; then the events since its read are applied.
 
@@ -1345,7 +1592,8 @@ def project_quality_recompute(project_id, *, now=None):
         project_lock(project.pk, derived_only=True)
         state_row = _state_row(project)
         generation = (state_row.values.get("generation", 0) if state_row else 0) + 1
-        state = {**computed["state"], "generation": generation, "watermark": computed["watermark"],
+        state = {**computed["state"], "generation": generation, "bands_generation": generation,
+                 "watermark": computed["watermark"],
                  "seen_id": computed["max_id"], "scanned_at": now.isoformat(), "full_computed_at": now.isoformat()}
         quality = _snapshot_upsert(project, QUALITY, computed["quality"], now)
         # The latest snapshots, which the incremental updates patch in place (the next full pass replaces them and
@@ -1363,6 +1611,7 @@ def project_quality_recompute(project_id, *, now=None):
             state_row.values, state_row.computed_at = state, now
             state_row.save(update_fields=["values", "computed_at"])
         _task_snapshots_write(project, computed["recent"], generation, now)
+        _bands_write(project, computed["bands"], generation, now)
     quality_events_apply(project)
     return quality
 
@@ -1474,7 +1723,8 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
                     if values is not None:
                         contribution_apply(state, values, sign, touched)
             _usernames_add(state, touched)
-            medians_refresh(project, labels, state, touched)
+            medians_refresh(project, labels, state, touched,
+                            {t: new[t]["contribution"] if t in new else None for t in task_ids})
         if seen_id is not None:
             state["seen_id"] = max(state.get("seen_id", 0), int(seen_id))
         if scanned_at is not None:
@@ -1482,9 +1732,12 @@ def tasks_quality_update(project, task_ids, *, now=None, seen_id=None, scanned_a
         state_row.values = state
         state_row.save(update_fields=["values"])
         if task_ids:
+            # Not earlier than the full pass's time, which finds them by it (_held_contributions), even when `now`
+            # was taken before the full pass that this update follows.
+            written_at = max(now, datetime.fromisoformat(state["full_computed_at"]))
             _task_snapshots_write(project, {t: v for t, v in new.items()
-                                            if snapshots.get(t) != {**v, "generation": generation}}, generation, now,
-                                  existing=existing)
+                                            if snapshots.get(t) != {**v, "generation": generation}}, generation,
+                                  written_at, existing=existing)
         if changed:
             _publish(project, state, touched, now)
     return {"task_ids": changed, "agreement": {t: v["agreement"] for t, v in new.items()},
