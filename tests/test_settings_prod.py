@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def manage(*args, **env):
     """Run manage.py with the production settings and `env` on top of this environment (None: unset)."""
+    # DJANGO_ALLOW_ASYNC_UNSAFE: set by the browser tests' conftest for Playwright in this process; a production
+    # process never has it (check --deploy warns about it).
     environment = {key: value for key, value in os.environ.items()
-                   if key not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"}}
+                   if key not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     environment["DJANGO_SETTINGS_MODULE"] = "labelportal.settings.prod"
     for key, value in env.items():
         if value is None:
