@@ -6,6 +6,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -169,16 +170,19 @@ class MemberPermissionsForm(AdminUserObjectPermissionsForm):
         project, user = self.obj, self.user
         wanted = self.roles()
         current = set(Membership.objects.filter(project=project, user=user).values_list("role", flat=True))
-        for role in sorted(current - wanted):
-            services.membership_remove(project=project, user=user, role=role, actor=self.actor)
-        for role in sorted(wanted - current):
-            services.membership_add(project=project, user=user, role=role, actor=self.actor)
-        if wanted == current:
-            # no membership changed: still make the permissions exactly the roles' (e.g. a stray grant)
-            services.membership_permissions_sync(project=project, user=user)
-        # and none besides them (add/change/delete granted on this page before it edited roles)
-        for codename in set(get_user_perms(user, project)) - {VIEW_PERMISSION, *PERMISSION_ROLES}:
-            remove_perm(codename, user, project)
+        # All or nothing; new roles first and the manager role taken away last, so that a manager editing their
+        # own row still manages the project for every change it makes (clean() checked that they do).
+        with transaction.atomic():
+            for role in sorted(wanted - current):
+                services.membership_add(project=project, user=user, role=role, actor=self.actor)
+            for role in sorted(current - wanted, key=lambda role: (role == Membership.Role.MANAGER, role)):
+                services.membership_remove(project=project, user=user, role=role, actor=self.actor)
+            if wanted == current:
+                # no membership changed: still make the permissions exactly the roles' (e.g. a stray grant)
+                services.membership_permissions_sync(project=project, user=user)
+            # and none besides them (add/change/delete granted on this page before it edited roles)
+            for codename in set(get_user_perms(user, project)) - {VIEW_PERMISSION, *PERMISSION_ROLES}:
+                remove_perm(codename, user, project)
 
 
 class GroupPermissionsForm(AdminGroupObjectPermissionsForm):

@@ -80,8 +80,9 @@ def test_the_page_shows_the_roles_and_changes_one_for_another(team, admin_client
 
     assert response.status_code == 302
     assert roles(annotator, team.project) == {"reviewer"}
-    assert membership_history(annotator, team.project)[-2:] == [("-", "annotator", team.admin),
-                                                                ("+", "reviewer", team.admin)]
+    # (the new role first, the old taken away after: all in one transaction)
+    assert membership_history(annotator, team.project)[-2:] == [("+", "reviewer", team.admin),
+                                                                ("-", "annotator", team.admin)]
     assert guardian_perms(annotator, team.project) == {"view_project", "review_project"}
 
 
@@ -146,3 +147,4 @@ def test_a_group_gets_no_new_permissions_but_an_old_grant_can_be_removed(team, a
     removed = admin_client.post(group_page(team.project, group), {"permissions": [], "csrfmiddlewaretoken": "-"})
     assert removed.status_code == 302
     assert not get_group_perms(group, team.project).exists()
+
