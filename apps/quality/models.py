@@ -92,9 +92,11 @@ class MetricSnapshot(models.Model):
     values = models.JSONField(default=dict)
     computed_at = models.DateTimeField(db_index=True)
 
-    # Rows saved one by one (a project's progress, quality and state, at most one per kind per minute) leave a
-    # history row; the task-scope snapshots, written in bulk (bulk_create/bulk_update/update), do not.
-    history = history()
+    # Rows saved one by one (a project's progress, quality and the engine's state) leave a history row: what was
+    # computed, for what, and when. Not the values: they are derived, the engine's state (tens of kB) is saved
+    # after every few seconds of events, and the snapshots themselves are the series of figures. The task-scope
+    # snapshots, written in bulk (bulk_create/bulk_update/update), leave none.
+    history = history(excluded_fields=["values"])
 
     class Meta:
         ordering = ["-computed_at"]
