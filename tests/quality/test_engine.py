@@ -68,7 +68,8 @@ class Crew:
             if i in GOLD:
                 continue
             if (i, j) == (1, 2):
-                services.review_reject(annotation=annotation, reviewer=self.reviewer, error_types=["wrong_label"])
+                services.review_reject(annotation=annotation, reviewer=self.reviewer, error_types=["wrong_label"],
+                                       comment="Look again.")
                 again = services.assignment_resubmit(assignment=annotation.assignment, actor=self.annotators[2],
                                                      result={"label": "cat"}, lead_time_seconds=30.0)
                 services.review_approve(annotation=again, reviewer=self.reviewer)
@@ -478,7 +479,7 @@ def test_a_review_found_by_the_scan_moves_acceptance_and_the_reviewer_s_figures(
         assignment = services.assignment_assign(task=task, annotator=annotator)
         done.append(services.assignment_submit(assignment=assignment, actor=annotator, result={"label": label}))
     services.review_approve(annotation=done[0], reviewer=crew.reviewer)
-    services.review_reject(annotation=done[2], reviewer=crew.reviewer, error_types=["wrong_label"])
+    services.review_reject(annotation=done[2], reviewer=crew.reviewer, error_types=["wrong_label"], comment="Look again.")
     # when the events are applied
     engine.quality_events_apply(crew.project)
     # then 27 decisions count, 24 approvals, 3 wrong labels, as a full recompute finds
