@@ -68,16 +68,6 @@ def current_actor():
     return None if user is _NOT_SET or user is SYSTEM else user
 
 
-def current_change_reason():
-    return _change_reason.get()
-
-
-def _request_user():
-    request = getattr(HistoricalRecords.context, "request", None)
-    user = getattr(request, "user", None)
-    return user if user is not None and user.is_authenticated else None
-
-
 def history_user_get(request=None, **kwargs):
     """simple-history's `get_user`: the explicit actor (or the system) first, then the request's user."""
     user = _acting_user.get()
@@ -85,21 +75,14 @@ def history_user_get(request=None, **kwargs):
         return None
     if user is not _NOT_SET:
         return user
-    if request is not None and getattr(request, "user", None) is not None and request.user.is_authenticated:
-        return request.user
-    return None
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
 
 
 def acting_user():
-    """The user a history row written here and now would name (None: the system, or nobody known).
-
-    The same resolution as `history_user_get` for the current request; also whom a task enqueued now acts for."""
-    user = _acting_user.get()
-    if user is SYSTEM:
-        return None
-    if user is not _NOT_SET:
-        return user
-    return _request_user()
+    """The user a history row written here and now would name (None: the system, or nobody known); also whom a
+    task enqueued now acts for. The same resolution as `history_user_get`, for the current request."""
+    return history_user_get(getattr(HistoricalRecords.context, "request", None))
 
 
 class AuditedHistoricalRecords(HistoricalRecords):
