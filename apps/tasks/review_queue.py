@@ -1,8 +1,10 @@
 """The review queue: which annotation a reviewer gets next.
 
-The reviewer's own open review comes back first; then escalations (senior and lead reviewers only), rework
-resubmissions, and the oldest submissions. Never the reviewer's own work, nor an escalation the reviewer made; an
-annotation another reviewer opened in the last CLAIM_MINUTES is left to them. A candidate's task is locked with SKIP
+The reviewer's own open review comes back first (its claim re-stamped); then escalations (senior and lead reviewers
+only), rework resubmissions, and the oldest submissions. Never the reviewer's own work, nor an escalation the
+reviewer made; an annotation another reviewer claimed (opened in the last CLAIM_MINUTES; services.claimed_by_others),
+or whose task has another waiting annotation claimed by someone else, is left to them. Handing out an annotation
+claims the other annotations waiting on its task too, and releases what the reviewer left open elsewhere. A candidate's task is locked with SKIP
 LOCKED where the database has it and the candidate checked again once locked, so two reviewers never get the same
 annotation.
 
@@ -16,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, IntegerField, Min, OuterRef, Q, Value, When
 from django.utils import timezone
 
+from apps.core.errors import TransitionError
 from apps.core.permissions import REVIEW, require_project_perm
 from apps.quality.models import Review
 
@@ -39,23 +42,37 @@ def _queue_filter(annotations, queue, senior):
     return annotations
 
 
+def _waiting(project):
+    """The project's annotations waiting for a review decision (the pairwise resolution's "waiting" too)."""
+    return (Annotation.objects
+            .filter(task__project=project, is_current=True, needs_review=True,
+                    status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
+                    assignment__status=Assignment.Status.SUBMITTED)
+            .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED]))
+
+
+def _escalated_by(reviewer):
+    """An escalation goes up to someone else: the reviewer who escalated never gets it back, even as a senior."""
+    return Q(status=Annotation.Status.ESCALATED) & Exists(Review.objects.filter(
+        annotation=OuterRef("pk"), reviewer=reviewer, decision=Review.Decision.ESCALATE))
+
+
 def review_queue(*, project, reviewer, now=None, queue=None, senior=None):
-    """Annotations waiting for this reviewer, in queue order. `queue`: REVIEW_QUEUE, ESCALATIONS or None (both)."""
+    """Annotations waiting for this reviewer, in queue order. `queue`: REVIEW_QUEUE, ESCALATIONS or None (both).
+
+    Left out: what another reviewer claimed (services.claimed_by_others, the rule the decisions refuse with), and
+    an annotation whose task has another waiting annotation someone else claimed: the review page decides a task's
+    waiting annotations side by side, all or nothing, and that resolution would be refused."""
     now = now or timezone.now()
     senior = is_senior(reviewer) if senior is None else senior
-    claimed = Review.objects.filter(annotation=OuterRef("pk"), decided_at__isnull=True,
-                                    started_at__gte=now - timedelta(minutes=CLAIM_MINUTES)).exclude(reviewer=reviewer)
-    # An escalation goes up to someone else: the reviewer who escalated never gets it back, even as a senior.
-    escalated_by_them = Review.objects.filter(annotation=OuterRef("pk"), reviewer=reviewer,
-                                              decision=Review.Decision.ESCALATE)
-    waiting = (Annotation.objects
-               .filter(task__project=project, is_current=True, needs_review=True,
-                       status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
-                       assignment__status=Assignment.Status.SUBMITTED)
-               .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED])
+    claimed = services.claimed_by_others(reviewer, now)
+    sibling_claimed = Exists(_waiting(project).filter(task=OuterRef("task_id")).exclude(pk=OuterRef("pk"))
+                             .filter(services.claimed_by_others(reviewer, now)))
+    waiting = (_waiting(project)
                .exclude(annotator=reviewer)
-               .exclude(Exists(claimed))
-               .exclude(Q(status=Annotation.Status.ESCALATED) & Exists(escalated_by_them)))
+               .exclude(claimed)
+               .exclude(sibling_claimed)
+               .exclude(_escalated_by(reviewer)))
     return _queue_filter(waiting, queue, senior).annotate(
         rank=Case(When(status=Annotation.Status.ESCALATED, then=Value(0)),
                   When(version__gt=1, then=Value(1)), default=Value(2), output_field=IntegerField()),
@@ -82,23 +99,36 @@ def review_queue_stats(*, project, reviewer, now=None):
 
 def review_next(*, project, reviewer, now=None, queue=None):
     """Claim the reviewer's next annotation (starting its review), or None when the queue is empty for them.
-    `queue`: REVIEW_QUEUE or ESCALATIONS to serve only that queue; None serves both, escalations first."""
+    `queue`: REVIEW_QUEUE or ESCALATIONS to serve only that queue; None serves both, escalations first.
+
+    The reviewer's own open review comes back first, its claim re-stamped (services.review_claim_refresh) so that
+    it does not lapse while they work — unless another reviewer took the annotation over after it lapsed: that
+    one is theirs now. Otherwise what the reviewer left open in this project (the annotation shown in the queue
+    they switched away from, a review that can no longer be decided) is released, and a new annotation is
+    claimed together with the other annotations waiting on its task (the page decides them side by side)."""
     require_project_perm(reviewer, project, REVIEW)
     now = now or timezone.now()
     senior = is_senior(reviewer)
     # Only what can still be decided: an open review of a task accepted or cancelled meanwhile would come back
     # for ever, every decision on it refused. Work escalated after this reviewer opened it (low-agreement routing)
-    # is a senior's now; an escalation they made themselves is never theirs again.
-    mine = (Annotation.objects.filter(task__project=project, reviews__reviewer=reviewer,
-                                      reviews__decided_at__isnull=True, is_current=True,
-                                      status__in=[Annotation.Status.SUBMITTED, Annotation.Status.ESCALATED],
-                                      assignment__status=Assignment.Status.SUBMITTED)
-            .exclude(task__status__in=[Task.Status.ACCEPTED, Task.Status.CANCELLED])
-            .exclude(Q(status=Annotation.Status.ESCALATED) & Exists(Review.objects.filter(
-                annotation=OuterRef("pk"), reviewer=reviewer, decision=Review.Decision.ESCALATE))))
-    mine = _queue_filter(mine, queue, senior).order_by("submitted_at").first()
-    if mine is not None:
-        return mine
+    # is a senior's now; an escalation they made themselves is never theirs again; an annotation another reviewer
+    # claimed after this reviewer's claim lapsed is theirs.
+    mine = (_waiting(project).filter(reviews__reviewer=reviewer, reviews__decided_at__isnull=True)
+            .exclude(_escalated_by(reviewer))
+            .exclude(services.claimed_by_others(reviewer, now)))
+    for annotation in _queue_filter(mine, queue, senior).order_by("submitted_at", "id"):
+        try:
+            services.review_claim_refresh(annotation=annotation, reviewer=reviewer)
+        except TransitionError:  # claimed by someone else since the query above
+            continue
+        return annotation
+    annotation = _claim_next(project=project, reviewer=reviewer, now=now, queue=queue, senior=senior)
+    services.reviews_release(project=project, reviewer=reviewer,
+                             keep_task=annotation.task if annotation is not None else None)
+    return annotation
+
+
+def _claim_next(*, project, reviewer, now, queue, senior):
     with transaction.atomic():
         waiting = review_queue(project=project, reviewer=reviewer, now=now, queue=queue,
                                senior=senior).select_related("task")
@@ -120,4 +150,9 @@ def review_next(*, project, reviewer, now=None, queue=None):
                 break
             passed.append(annotation.pk)
         services.review_start(annotation=annotation, reviewer=reviewer)
+        # The task's other waiting annotations this reviewer may decide: claimed too, so that the side-by-side
+        # decision the page offers is theirs (and nobody else is handed a part of it).
+        for sibling in (review_queue(project=project, reviewer=reviewer, now=now, senior=senior)
+                        .filter(task=annotation.task_id).exclude(pk=annotation.pk).order_by("id")):
+            services.review_start(annotation=sibling, reviewer=reviewer)
     return annotation

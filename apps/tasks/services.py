@@ -585,49 +585,60 @@ def review_claim_minutes():
     return CLAIM_MINUTES
 
 
-def _claim_check(annotations, reviewer, now=None):
-    """Refuse (409) to start or decide a review of an annotation that another reviewer holds: the earliest open
-    review of it started less than `review_claim_minutes()` ago is someone else's. Call with the task locked
-    (every review transition locks it first), so that no claim appears between this check and the write.
+def _senior_reviewer_ids():
+    """The users whose AnnotatorProfile makes them senior or lead (a subquery: one rule for `reviewer_is_senior`
+    and for the claims that count on escalated work)."""
+    from apps.annotators.models import AnnotatorProfile
 
-    The claim binds everyone, managers and admins included: deciding over it would throw away the claimant's
-    work in progress (a fix being drawn, a comment being written) without telling them. It lapses on its own: a
-    stale claim (the reviewer left) does not block, and whoever starts the annotation next holds it. On escalated
-    work only a senior's or lead's claim counts: a junior's open review from before the escalation (low-agreement
-    routing) cannot be decided by them any more and must not hold the work back from the seniors."""
+    return AnnotatorProfile.objects.filter(
+        seniority__in=[AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD]).values("user_id")
+
+
+def review_claims_by_others(reviewer, now=None):
+    """The claims that hold annotations away from `reviewer`: another reviewer's open (undecided) review started
+    (or re-stamped by the queue, see review_queue.review_next) less than `review_claim_minutes()` ago. On
+    escalated work only a senior's or lead's claim counts: a junior's open review from before the escalation
+    (low-agreement routing) cannot be decided by them any more and must not hold the work back from the seniors.
+
+    The one definition of "claimed": `_claim_check` refuses with it and the review queue skips with it
+    (`claimed_by_others`), so what the queue leaves to someone is exactly what the others may not decide."""
     from apps.quality.models import Review
 
     now = now or timezone.now()
-    claims = (Review.objects.filter(annotation__in=[a.pk for a in annotations], decided_at__isnull=True,
-                                    started_at__gte=now - timedelta(minutes=review_claim_minutes()))
-              .select_related("reviewer__profile").order_by("annotation_id", "started_at", "id"))
-    escalated = {a.pk for a in annotations if a.status == AN.ESCALATED}
+    return (Review.objects.filter(decided_at__isnull=True,
+                                  started_at__gte=now - timedelta(minutes=review_claim_minutes()))
+            .exclude(reviewer=reviewer)
+            .filter(~Q(annotation__status=AN.ESCALATED) | Q(reviewer__in=_senior_reviewer_ids())))
+
+
+def claimed_by_others(reviewer, now=None, annotation="pk"):
+    """For Annotation querysets: the annotation (the outer query's `annotation` field) is claimed by someone other
+    than `reviewer` (`review_claims_by_others`)."""
+    return Exists(review_claims_by_others(reviewer, now).filter(annotation=OuterRef(annotation)))
+
+
+def _claim_check(annotations, reviewer, now=None):
+    """Refuse (409) to start or decide a review of an annotation that another reviewer holds
+    (`review_claims_by_others`). Call with the task locked (every review transition locks it first), so that no
+    claim appears between this check and the write.
+
+    The claim binds everyone, managers and admins included: deciding over it would throw away the claimant's
+    work in progress (a fix being drawn, a comment being written) without telling them. It lapses on its own: a
+    stale claim (the reviewer left) does not block, and whoever starts the annotation next holds it."""
+    now = now or timezone.now()
+    claims = (review_claims_by_others(reviewer, now).filter(annotation__in=[a.pk for a in annotations])
+              .select_related("reviewer").order_by("annotation_id", "started_at", "id"))
     holders = {}
     for claim in claims:
-        if claim.annotation_id in holders:
-            continue  # the earliest open review holds it
-        if claim.annotation_id in escalated and not _profile_is_senior(claim.reviewer):
-            continue
-        holders[claim.annotation_id] = claim
+        holders.setdefault(claim.annotation_id, claim)  # the earliest one is named
     for annotation in annotations:
         claim = holders.get(annotation.pk)
-        if claim is not None and claim.reviewer_id != reviewer.pk:
+        if claim is not None:
             minutes = max(0, int((now - claim.started_at).total_seconds() // 60))
             _refuse(_("Annotation %(id)s is claimed by %(reviewer)s, who opened its review %(minutes)d min ago: "
                       "only they decide it, until they do or %(claim)d minutes have passed.")
                     % {"id": annotation.pk, "reviewer": claim.reviewer.get_username(), "minutes": minutes,
                        "claim": review_claim_minutes()}, "claimed")
-
-
-def _profile_is_senior(user):
-    """reviewer_is_senior for a user read with select_related("profile") (no query)."""
-    from apps.annotators.models import AnnotatorProfile
-
-    try:
-        profile = user.profile
-    except AnnotatorProfile.DoesNotExist:
-        return False
-    return profile.seniority in (AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD)
 
 
 def _review_open(annotation, reviewer, now):
@@ -650,6 +661,44 @@ def review_start(*, annotation, reviewer):
     with transaction.atomic():
         annotation = _lock_annotation_for_review(annotation.pk, reviewer)
         return _review_open(annotation, reviewer, timezone.now())
+
+
+def review_claim_refresh(*, annotation, reviewer):
+    """The queue hands a reviewer back their own open review: re-stamp it (and their open reviews of the task's
+    other annotations, which a side-by-side decision covers) so that the claim of a reviewer still at work does not
+    lapse under them. Refused (409, nothing changed) when another reviewer claimed the annotation meanwhile.
+
+    The re-stamp moves the review's `started_at`, which is what the claim runs from: `started_at` is "claimed
+    since". Review latency is not measured from it (METRICS.md: decided_at − submitted_at), and the first opening
+    stays recorded as the review_started TaskEvent."""
+    from apps.quality.models import Review
+
+    with transaction.atomic():
+        task = _lock_task(annotation.task_id)
+        now = timezone.now()
+        _claim_check([Annotation.objects.get(pk=annotation.pk)], reviewer, now)
+        Review.objects.filter(annotation__task=task, reviewer=reviewer, decided_at__isnull=True).update(
+            started_at=now)
+
+
+def reviews_release(*, project, reviewer, keep_task=None):
+    """Give up the reviewer's open (undecided) reviews in the project, but those of `keep_task`: the review queue
+    serves a reviewer one task at a time, so what they left behind (an annotation shown in the queue they switched
+    away from, a review that can no longer be decided) stops holding work back from the other reviewers at once
+    rather than after the claim's minutes. An open review holds no decision, only the claim: it is deleted (its
+    review_started TaskEvent stays). Returns how many were released."""
+    from apps.quality.models import Review
+
+    open_reviews = Review.objects.filter(annotation__task__project=project, reviewer=reviewer,
+                                         decided_at__isnull=True)
+    if keep_task is not None:
+        open_reviews = open_reviews.exclude(annotation__task=keep_task)
+    released = 0
+    for task_id in sorted(set(open_reviews.values_list("annotation__task_id", flat=True))):
+        with transaction.atomic():  # under the task's lock, as every review transition
+            _lock_task(task_id)
+            released += open_reviews.filter(annotation__task_id=task_id).delete()[1].get("quality.Review", 0)
+    return released
 
 
 def _error_types_resolve(project, error_types):
@@ -960,17 +1009,15 @@ def clarification_answer(*, clarification, actor, answer):
 
 def reviewer_is_senior(user):
     """Senior and lead reviewers take escalations (AnnotatorProfile seniority)."""
-    from apps.annotators.models import AnnotatorProfile
-
-    return AnnotatorProfile.objects.filter(
-        user=user, seniority__in=[AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD]).exists()
+    return _senior_reviewer_ids().filter(user_id=user.pk).exists()
 
 
 @records_actor
 def review_pairwise_resolve(*, task, reviewer, result, picked=None, error_types=(), comment=""):
     """Pairwise review of a task with several annotations waiting: the reviewer picks one (`picked`) or merges
-    them into `result`. The picked annotation is approved; every other one is fixed to the final result (a new
-    version by the reviewer; the annotators' versions stay in the history). All or nothing: refused (409) when
+    them into `result`. Every annotation whose result is the final result (the picked one, and any other equal
+    to it, compared by `_result_canonical`) is approved; every other one is fixed to the final result (a new
+    version by the reviewer, with the error types; the annotators' versions stay in the history). All or nothing: refused (409) when
     another reviewer holds any of them (`_claim_check`)."""
     with transaction.atomic():
         task = _lock_task(task.pk)
@@ -989,11 +1036,31 @@ def review_pairwise_resolve(*, task, reviewer, result, picked=None, error_types=
                                       errors={"annotation": [_("Not waiting for review on this task.")]})
             result = chosen.result
         reviews = []
+        final = _result_canonical(result, task.project.task_type)
         for annotation in waiting:
-            if picked is not None and annotation.pk == chosen.pk:
+            # Whoever gave the final result was right: approved, not fixed, and not marked with the error types
+            # meant for the others (which would count against their error and acceptance figures).
+            if _result_canonical(annotation.result, task.project.task_type) == final:
                 reviews.append(review_approve(annotation=annotation, reviewer=reviewer, comment=comment))
             else:
                 reviews.append(review_fix(annotation=annotation, reviewer=reviewer, corrected_result=result,
                                           error_types=error_types, comment=comment))
     return reviews
 
+
+def _result_canonical(result, task_type):
+    """A result as a comparable value: two results are the same when they say the same thing — for
+    classification the same label, for the other types the same labels, spans or boxes in any order (as the
+    review page's comparison)."""
+    if task_type == TaskType.CLASSIFICATION and isinstance(result, dict) and "label" in result:
+        return json.dumps([result.get("label")])
+
+    def canon(value):
+        if isinstance(value, dict):
+            return {key: canon(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return sorted((canon(item) for item in value),
+                          key=lambda item: json.dumps(item, sort_keys=True, separators=(",", ":")))
+        return value
+
+    return json.dumps(canon(result or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=False)

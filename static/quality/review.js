@@ -63,6 +63,8 @@
     global.history.replaceState(null, "", url);
   }
   function switchQueue(name) {
+    // The server releases the annotation shown here when the other queue's next one is asked for (one task at a
+    // time per reviewer): it goes back to the others at once instead of staying claimed.
     if (state.busy || name === state.queue) return;
     if (state.mode !== "read") cancelFix();
     selectQueue(name);
@@ -320,8 +322,8 @@
     const errorTypes = checkedCodes($("fix-error-types"));
     if (state.mode === "merge") {
       // Error types are meant for the annotations that differ from the merged result. The pairwise resolution
-      // fixes every annotation but the one picked, with the error types given: when the merged result is exactly
-      // one annotation's, that one is picked (approved), so only the others are marked.
+      // approves every annotation equal to the final result and fixes the others with the error types given; a
+      // merged result that is exactly one annotation's is sent as a pick of it.
       const same = state.waiting.find((a) => sameResult(a.result, result));
       await resolve(same ? {annotation: same.id, error_types: errorTypes} : {result, error_types: errorTypes});
     } else decide(state.annotation, {decision: "fix", corrected_result: result, error_types: errorTypes});
@@ -329,7 +331,8 @@
   function cancelFix() { setMode("read"); render(); status(""); }
 
   const resolve = (body) => submitDecision("tasks/" + state.task.id + "/review/pairwise/", body);
-  // The error types ticked under the columns are for the annotations not picked (each is fixed to the picked one).
+  // The error types ticked under the columns are for the annotations that differ from the picked one (each is fixed
+  // to it); those equal to it are approved with it.
   const pick = (a) => resolve({annotation: a.id, error_types: checkedCodes($("pick-error-types"))});
 
   function onKey(event) {
