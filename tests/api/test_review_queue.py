@@ -261,3 +261,31 @@ def test_review_next_answers_the_guideline_the_annotation_was_made_under(desk):
     assert next_of(desk, desk.senior).json()["guideline"] == {"version": 2,
                                                               "text": "Cats only.\n\nDogs are <b>not</b> cats."}
     assert later.guideline_version == 2
+
+
+def test_an_own_review_another_reviewer_took_over_is_not_served_again_through_the_api(desk):
+    # given the junior opened an annotation, left for longer than the claim, and the senior took it since
+    first = submit(desk, desk.tasks[0])
+    assert next_of(desk, desk.junior).json()["annotation"]["id"] == first.pk
+    Review.objects.filter(annotation=first, reviewer=desk.junior).update(
+        started_at=timezone.now() - timedelta(minutes=CLAIM_MINUTES + 1))
+    assert next_of(desk, desk.senior).json()["annotation"]["id"] == first.pk
+
+    # then the junior's review/next does not serve it again (each decision would be 409 "claimed by senior", and
+    # the page reloads after a 409: a loop for the claim's minutes)
+    assert next_of(desk, desk.junior).status_code == 204
+    refused = api(desk.junior).post(f"/api/v1/annotations/{first.pk}/review/", {"decision": "approve"},
+                                    format="json")
+    assert refused.status_code == 409 and "claimed by senior" in refused.json()["detail"]
+
+
+def test_escalated_work_a_junior_had_open_is_served_to_the_seniors_through_the_api(desk):
+    # given the junior's open review, then low-agreement routing escalates the task
+    first = submit(desk, desk.tasks[0])
+    assert next_of(desk, desk.junior).json()["annotation"]["id"] == first.pk
+    services.task_escalate_to_senior_review(task=desk.tasks[0], comment="Low agreement")
+
+    # then the escalations queue serves it to a senior at once, as the decision allows
+    answer = next_of(desk, desk.senior, queue="escalations")
+    assert (answer.status_code, answer.json()["annotation"]["id"]) == (200, first.pk)
+    assert answer.json()["queues"]["escalations"]["length"] == 1
