@@ -18,7 +18,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from apps.core.audit import records_actor
+from apps.core.audit import history_record_queryset, records_actor
 from apps.core.errors import PermissionDeniedError, TransitionError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, require_project_perm
 from apps.projects.label_schema import TaskType
@@ -166,7 +166,8 @@ def task_final_result(task):
     who gave one of the tied results; if they are equally accurate (or none has a gold figure), to the smallest
     label value — for the other types the smallest canonical JSON text, which stands in for "the smallest label
     value" (a set of labels, spans or boxes has no natural order). The gold accuracies are read only on a tie
-    (`_gold_accuracy_of`): acceptance runs on the submit path. This is the task's final result; the quality
+    (`_gold_accuracy_of`: the engine's annotators snapshot or state, else for classification one aggregate query,
+    else unknown — nothing is scored row by row): acceptance runs on the submit path. This is the task's final result; the quality
     engine's task snapshots report the vote and Dawid–Skene beside it but never replace it.
     """
     current = list(
@@ -205,12 +206,13 @@ def _vote_key(result, classification):
 
 def _gold_accuracy_of(project, annotator_ids):
     """Each annotator's gold accuracy (METRICS.md: the mean score of their current annotations on gold tasks),
-    None without gold work. From the quality engine's latest annotators snapshot when it has them; the others in
-    one query over their gold work, scored as the engine scores it (classification in the database, the other
-    types with apps.quality.scores). "Current" here is the annotator's own current version (source annotator):
-    gold work is never reviewed, so it has no reviewer's fix."""
+    None when unknown. From the quality engine's latest annotators snapshot when it has them, else from its state
+    (the per-annotator gold sums the snapshot is made from). For the others,
+    classification is scored in one aggregate query over their gold work ("current" is the annotator's own
+    current version, source annotator: gold work is never reviewed, so it has no reviewer's fix); the other types
+    have no score the database computes, and this runs on the submit path (acceptance), so their accuracy is
+    unknown until the engine's snapshot has it — the tie then goes to the smallest canonical result."""
     from apps.quality import engine
-    from apps.quality.scores import SCORES
 
     accuracy = {}
     snapshot = engine.snapshot_latest(project, engine.ANNOTATORS)
@@ -219,22 +221,21 @@ def _gold_accuracy_of(project, annotator_ids):
             if row.get("annotator_id") in annotator_ids:
                 accuracy[row["annotator_id"]] = row.get("gold_accuracy")
     missing = set(annotator_ids) - set(accuracy)
-    if not missing:
+    if missing:  # the engine's running sums, which the snapshot above is made from, when it has not been written
+        state = engine.snapshot_latest(project, engine.STATE)
+        for annotator_id, sums in ((state.values if state is not None else {}).get("annotators") or {}).items():
+            if int(annotator_id) in missing:
+                accuracy[int(annotator_id)] = sums["gold"] / sums["gold_n"] if sums.get("gold_n") else None
+        missing -= set(accuracy)
+    if not missing or project.task_type != TaskType.CLASSIFICATION:
         return accuracy
     gold_work = Annotation.objects.filter(task__project=project, task__is_gold=True, annotator_id__in=missing,
                                           is_current=True, source=Annotation.Source.ANNOTATOR)
-    if project.task_type == TaskType.CLASSIFICATION:
-        rows = (gold_work.annotate(label=KeyTextTransform("label", "result"),
-                                   answer=KeyTextTransform("label", "task__gold_answer"))
-                .values("annotator_id").order_by()
-                .annotate(n=Count("id"), right=Count("id", filter=Q(label=F("answer")))))
-        accuracy.update({row["annotator_id"]: row["right"] / row["n"] for row in rows})
-    else:
-        score, sums = SCORES[project.task_type], {}
-        for annotator_id, result, answer in gold_work.values_list("annotator_id", "result", "task__gold_answer"):
-            total, n = sums.get(annotator_id, (0.0, 0))
-            sums[annotator_id] = (total + score(result or {}, answer or {}), n + 1)
-        accuracy.update({annotator_id: total / n for annotator_id, (total, n) in sums.items()})
+    rows = (gold_work.annotate(label=KeyTextTransform("label", "result"),
+                               answer=KeyTextTransform("label", "task__gold_answer"))
+            .values("annotator_id").order_by()
+            .annotate(n=Count("id"), right=Count("id", filter=Q(label=F("answer")))))
+    accuracy.update({row["annotator_id"]: row["right"] / row["n"] for row in rows})
     return accuracy
 
 
@@ -594,8 +595,8 @@ def _senior_reviewer_ids():
         seniority__in=[AnnotatorProfile.Seniority.SENIOR, AnnotatorProfile.Seniority.LEAD]).values("user_id")
 
 
-def review_claims_by_others(reviewer, now=None):
-    """The claims that hold annotations away from `reviewer`: another reviewer's open (undecided) review started
+def review_claims_by_others(user, now=None):
+    """The claims that hold annotations away from `user` (a reviewer): another reviewer's open (undecided) review started
     (or re-stamped by the queue, see review_queue.review_next) less than `review_claim_minutes()` ago. On
     escalated work only a senior's or lead's claim counts: a junior's open review from before the escalation
     (low-agreement routing) cannot be decided by them any more and must not hold the work back from the seniors.
@@ -607,14 +608,14 @@ def review_claims_by_others(reviewer, now=None):
     now = now or timezone.now()
     return (Review.objects.filter(decided_at__isnull=True,
                                   started_at__gte=now - timedelta(minutes=review_claim_minutes()))
-            .exclude(reviewer=reviewer)
+            .exclude(reviewer=user)
             .filter(~Q(annotation__status=AN.ESCALATED) | Q(reviewer__in=_senior_reviewer_ids())))
 
 
-def claimed_by_others(reviewer, now=None, annotation="pk"):
+def claimed_by_others(user, now=None, annotation="pk"):
     """For Annotation querysets: the annotation (the outer query's `annotation` field) is claimed by someone other
-    than `reviewer` (`review_claims_by_others`)."""
-    return Exists(review_claims_by_others(reviewer, now).filter(annotation=OuterRef(annotation)))
+    than `user` (`review_claims_by_others`)."""
+    return Exists(review_claims_by_others(user, now).filter(annotation=OuterRef(annotation)))
 
 
 def _claim_check(annotations, reviewer, now=None):
@@ -663,6 +664,7 @@ def review_start(*, annotation, reviewer):
         return _review_open(annotation, reviewer, timezone.now())
 
 
+@records_actor
 def review_claim_refresh(*, annotation, reviewer):
     """The queue hands a reviewer back their own open review: re-stamp it (and their open reviews of the task's
     other annotations, which a side-by-side decision covers) so that the claim of a reviewer still at work does not
@@ -677,16 +679,19 @@ def review_claim_refresh(*, annotation, reviewer):
         task = _lock_task(annotation.task_id)
         now = timezone.now()
         _claim_check([Annotation.objects.get(pk=annotation.pk)], reviewer, now)
-        Review.objects.filter(annotation__task=task, reviewer=reviewer, decided_at__isnull=True).update(
-            started_at=now)
+        mine = Review.objects.filter(annotation__task=task, reviewer=reviewer, decided_at__isnull=True)
+        if mine.update(started_at=now):
+            history_record_queryset(mine, reason="claim refreshed")  # an update() writes no history by itself
 
 
+@records_actor
 def reviews_release(*, project, reviewer, keep_task=None):
     """Give up the reviewer's open (undecided) reviews in the project, but those of `keep_task`: the review queue
     serves a reviewer one task at a time, so what they left behind (an annotation shown in the queue they switched
     away from, a review that can no longer be decided) stops holding work back from the other reviewers at once
     rather than after the claim's minutes. An open review holds no decision, only the claim: it is deleted (its
-    review_started TaskEvent stays). Returns how many were released."""
+    review_started TaskEvent stays; the delete sends its signals, so the history keeps the row). Returns how many
+    were released."""
     from apps.quality.models import Review
 
     open_reviews = Review.objects.filter(annotation__task__project=project, reviewer=reviewer,

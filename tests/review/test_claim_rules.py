@@ -61,6 +61,10 @@ def test_an_own_review_handed_back_has_its_claim_renewed(desk):
     # then their claim runs again from now: the others are refused, the junior decides
     review = Review.objects.get(annotation=desk.annotation, reviewer=desk.junior)
     assert review.started_at > timezone.now() - timedelta(minutes=1)
+    # and the renewal is in the review's history, by the junior
+    renewed = review.history.order_by("-history_id").first()
+    assert (renewed.history_change_reason, renewed.history_user, renewed.started_at) == (
+        "claim refreshed", desk.junior, review.started_at)
     assert review_next(project=desk.project, reviewer=desk.senior) is None
     with pytest.raises(TransitionError):
         services.review_start(annotation=desk.annotation, reviewer=desk.senior)
@@ -123,6 +127,8 @@ def test_switching_queues_releases_the_annotation_left_behind():
 
     # then the annotation left behind no longer holds: another reviewer gets it at once
     assert not Review.objects.filter(annotation=left, reviewer=desk.senior).exists()
+    assert Review.history.filter(annotation_id=left.pk, reviewer_id=desk.senior.pk).latest(
+        "history_id").history_type == "-"  # the release is in the history
     assert review_next(project=desk.project, reviewer=desk.lead, queue=REVIEW_QUEUE) == left
 
 
