@@ -40,7 +40,7 @@ def test_prod_refuses_to_start_without_a_secret_key(secret_key):
     assert "ImproperlyConfigured: Set the SECRET_KEY environment variable" in result.stderr
 
 
-@pytest.mark.parametrize("allowed_hosts", [None, ""], ids=["unset", "empty"])
+@pytest.mark.parametrize("allowed_hosts", [None, "", ",", " , "], ids=["unset", "empty", "comma", "blank"])
 def test_prod_refuses_to_start_without_allowed_hosts(allowed_hosts):
     result = manage("check", SECRET_KEY=strong_key(), ALLOWED_HOSTS=allowed_hosts)
 

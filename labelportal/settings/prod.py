@@ -2,12 +2,17 @@
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F401,F403
 from .base import env_bool, require_env
 
 DEBUG = False
 SECRET_KEY = require_env("SECRET_KEY")
 ALLOWED_HOSTS = [host.strip() for host in require_env("ALLOWED_HOSTS").split(",") if host.strip()]
+if not ALLOWED_HOSTS:  # "," or " ": set, but no host would be served
+    raise ImproperlyConfigured("Set the ALLOWED_HOSTS environment variable to the site's host names, comma-separated "
+                               "(see README, 'Configuration').")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
