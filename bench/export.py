@@ -58,12 +58,13 @@ def project_with_accepted_tasks(admin, n):
         with connection.cursor() as cursor:
             cursor.execute("""
                 INSERT INTO tasks_task (created_at, updated_at, external_id, data, status, priority, is_gold,
-                                        final_result, accepted_at, random_key, batch_id, project_id)
+                                        final_result, accepted_at, random_key, batch_id, project_id,
+                                        extra_annotations)
                 SELECT now(), now(), 'export-' || g,
                        jsonb_build_object('text', 'Review ' || g || ': the delivery was on time and the box was intact.'),
                        'accepted', 0, false,
                        jsonb_build_object('label', (ARRAY['positive', 'negative', 'neutral'])[1 + g %% 3]),
-                       now(), random(), %(batch)s, %(project)s
+                       now(), random(), %(batch)s, %(project)s, 0
                 FROM generate_series(1, %(n)s) AS g""", ids)
             cursor.execute("""
                 INSERT INTO tasks_assignment (created_at, updated_at, status, assigned_at, started_at, submitted_at,
