@@ -213,7 +213,7 @@ class CpuMeter(threading.Thread):
 class Server:
     """gunicorn with production settings on 127.0.0.1 (and a Celery worker when REDIS_URL is given)."""
 
-    def __init__(self, *, workers, threads, conn_max_age, redis_url=None):
+    def __init__(self, *, workers, threads, conn_max_age, redis_url=None, worker_connections=None):
         self.port = free_port()
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "labelportal.settings.prod", "DATABASE_URL": DATABASE_URL,
                "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "127.0.0.1",
@@ -229,6 +229,10 @@ class Server:
             # gthread keeps connections alive and serves several requests per process while others wait on
             # PostgreSQL; the sync worker closes the connection after each answer.
             self.command += ["-k", "gthread", "--threads", str(threads), "--keep-alive", "30"]
+            if worker_connections:
+                # At most this many kept-alive connections per process: without a cap the first process to wake
+                # accepts every client's connection and serves them all on one core while the other idles.
+                self.command += ["--worker-connections", str(worker_connections)]
         self.process = subprocess.Popen(self.command, cwd=ROOT, env=env)
         self.worker = None
         if redis_url:
@@ -474,6 +478,9 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker (1: sync workers)")
     parser.add_argument("--conn-max-age", type=int, default=600, help="CONN_MAX_AGE of the server")
+    parser.add_argument("--worker-connections", type=int, default=None,
+                        help="gthread: kept-alive connections per process (default: annotators ÷ workers, rounded "
+                             "up, so that the clients spread over the processes; 0: gunicorn's default of 1000)")
     parser.add_argument("--redis", default=None, help="REDIS_URL: Celery tasks go to a worker instead of eager")
     parser.add_argument("--explain", action="store_true", help="print the plans of the engine's reads instead")
     parser.add_argument("--in-process", type=int, metavar="N", help="N cycles without HTTP, with their CPU cost")
@@ -497,7 +504,9 @@ def main():
         since = last_assignment_id()
         load = os.getloadavg()[0]
         server = Server(workers=args.workers, threads=args.threads, conn_max_age=args.conn_max_age,
-                        redis_url=args.redis)
+                        redis_url=args.redis,
+                        worker_connections=(-(-annotators // args.workers) if args.worker_connections is None
+                                            else args.worker_connections))
         try:
             result = run(server, project, tokens, annotators, args.seconds)
         finally:
