@@ -1535,6 +1535,25 @@ def _state_row(project):
             .order_by("-computed_at").first())
 
 
+def _snapshots_upsert(project, scope, kind, key, values_by_key, generation, now, existing, *, batch_size,
+                      fields=lambda values: {}):
+    """Write one snapshot of `kind` per key (`key`: the field, task_id or annotator_id) with its values and the
+    generation: the existing rows (by key) updated, the others created, in bulk. `fields`: more columns of a new
+    row, from its values."""
+    changed, created = [], []
+    for key_value, values in values_by_key.items():
+        values = {**values, "generation": generation}
+        snapshot = existing.get(key_value)
+        if snapshot is None:
+            created.append(MetricSnapshot(project=project, scope=scope, kind=kind, values=values, computed_at=now,
+                                          **{key: key_value}, **fields(values)))
+        else:
+            snapshot.values, snapshot.computed_at = values, now
+            changed.append(snapshot)
+    MetricSnapshot.objects.bulk_create(created, batch_size=batch_size)
+    MetricSnapshot.objects.bulk_update(changed, ["values", "computed_at"], batch_size=batch_size)
+
+
 def _task_snapshots_write(project, values_by_task, generation, now, *, existing=None):
     """Upsert the task-scope agreement snapshots (one row per task). Call under the project lock. `existing`: the
     tasks' snapshots by task id, when the caller has read them."""
@@ -1543,18 +1562,8 @@ def _task_snapshots_write(project, values_by_task, generation, now, *, existing=
     if existing is None:
         existing = {s.task_id: s for s in MetricSnapshot.objects.filter(
             project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id__in=list(values_by_task))}
-    changed, created = [], []
-    for task_id, values in values_by_task.items():
-        values = {**values, "generation": generation}
-        snapshot = existing.get(task_id)
-        if snapshot is None:
-            created.append(MetricSnapshot(project=project, scope=SCOPE.TASK, kind=TASK_AGREEMENT, task_id=task_id,
-                                          batch_id=values.get("batch"), values=values, computed_at=now))
-        else:
-            snapshot.values, snapshot.computed_at = values, now
-            changed.append(snapshot)
-    MetricSnapshot.objects.bulk_create(created, batch_size=1000)
-    MetricSnapshot.objects.bulk_update(changed, ["values", "computed_at"], batch_size=1000)
+    _snapshots_upsert(project, SCOPE.TASK, TASK_AGREEMENT, "task_id", values_by_task, generation, now, existing,
+                      batch_size=1000, fields=lambda values: {"batch_id": values.get("batch")})
 
 
 def _bands_write(project, bands, generation, now):
@@ -1563,18 +1572,9 @@ def _bands_write(project, bands, generation, now):
     project lock."""
     existing = {s.annotator_id: s for s in MetricSnapshot.objects.filter(
         project=project, scope=SCOPE.ANNOTATOR, kind=BANDS).only("id", "annotator_id")}
-    changed, created = [], []
-    for person, values in bands.items():
-        values = {**values, "generation": generation}
-        snapshot = existing.get(person)
-        if snapshot is None:
-            created.append(MetricSnapshot(project=project, scope=SCOPE.ANNOTATOR, kind=BANDS, annotator_id=person,
-                                          values=values, computed_at=now))
-        else:
-            snapshot.values, snapshot.computed_at = values, now
-            changed.append(snapshot)
-    MetricSnapshot.objects.bulk_create(created, batch_size=50)
-    MetricSnapshot.objects.bulk_update(changed, ["values", "computed_at"], batch_size=50)
+    # small batches: a person's bands are about 110 kB of JSON
+    _snapshots_upsert(project, SCOPE.ANNOTATOR, BANDS, "annotator_id", bands, generation, now, existing,
+                      batch_size=50)
 
 
 def project_quality_recompute(project_id, *, now=None):
