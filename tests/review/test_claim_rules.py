@@ -13,13 +13,9 @@ from apps.quality.models import Review
 from apps.tasks import services
 from apps.tasks.review_queue import CLAIM_MINUTES, ESCALATIONS, REVIEW_QUEUE, review_next
 
-from .world import Desk, client, fresh, submit
+from .world import ADA, BABBAGE, LONDON, Desk, client, fresh, submit
 
 pytestmark = pytest.mark.django_db
-
-ADA = {"start": 0, "end": 12, "label": "PER"}
-BABBAGE = {"start": 17, "end": 32, "label": "PER"}
-LONDON = {"start": 36, "end": 42, "label": "LOC"}
 
 
 def age(annotation, reviewer, minutes=CLAIM_MINUTES + 1):

@@ -8,13 +8,9 @@ import pytest
 
 from apps.tasks.models import Annotation
 
-from .world import Desk, client, fresh, submit
+from .world import ADA, BABBAGE, LONDON, Desk, client, fresh, submit
 
 pytestmark = pytest.mark.django_db
-
-ADA = {"start": 0, "end": 12, "label": "PER"}
-BABBAGE = {"start": 17, "end": 32, "label": "PER"}
-LONDON = {"start": 36, "end": 42, "label": "LOC"}
 
 
 def export_records(desk, status="accepted"):

@@ -8,13 +8,9 @@ from apps.quality.models import Review
 from apps.tasks import services
 from apps.tasks.models import Annotation
 
-from .world import Desk, client, event_types, fresh, give, reject, snapshot, submit
+from .world import ADA, BABBAGE, LONDON, Desk, client, event_types, fresh, give, reject, snapshot, submit
 
 pytestmark = pytest.mark.django_db
-
-ADA = {"start": 0, "end": 12, "label": "PER"}
-BABBAGE = {"start": 17, "end": 32, "label": "PER"}
-LONDON = {"start": 36, "end": 42, "label": "LOC"}
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ from apps.tasks.models import Annotation, TaskEvent
 from tests import factories
 
 TEXT = "Ada Lovelace met Charles Babbage in London."
+# spans of TEXT
+ADA = {"start": 0, "end": 12, "label": "PER"}
+BABBAGE = {"start": 17, "end": 32, "label": "PER"}
+LONDON = {"start": 36, "end": 42, "label": "LOC"}
 SPAN_SCHEMA = {"labels": [{"value": "PER", "hotkey": "1"}, {"value": "ORG", "hotkey": "2"},
                           {"value": "LOC", "hotkey": "3"}]}
 
