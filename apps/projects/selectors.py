@@ -3,7 +3,8 @@
 from django.db.models import Count, Q
 from guardian.shortcuts import get_objects_for_user
 
-from apps.core.permissions import MANAGE, VIEW, has_project_perm
+from apps.core.permissions import (MANAGE, VIEW, ModelColumns, has_project_perm, primary_key_lookup_value,
+                                   read_connection)
 
 from .models import Batch, Membership, Project, QualityGate
 
@@ -19,15 +20,37 @@ def project_list(*, user, perm=VIEW):
     return get_objects_for_user(user, f"projects.{perm}", klass=Project, accept_global_perms=False)
 
 
+_PROJECT_READS = {}
+
+
 def project_get(*, user, project_id, perm=VIEW):
     """The project if the user may see it, else Project.DoesNotExist (a 404: never reveal it exists).
 
     The same answer as `project_list(user=user, perm=perm).get(pk=project_id)` (object permissions only; admins see
     every project), for a fraction of its cost on the hot paths: one fetch by primary key and `has_project_perm`,
-    whose permission rows guardian reads once per request and caches on the user."""
+    whose permission rows guardian reads once per request and caches on the user. The fetch is a fixed SQL string
+    (`Project.objects.get(pk=…)` compiled by hand once per connection): every request of the annotation loop
+    makes it, and the ORM's compilation cost more than the query."""
     if user is None or not user.is_authenticated or not user.is_active:
         raise Project.DoesNotExist("Project matching query does not exist.")
-    project = Project.objects.get(pk=project_id)
+    connection = read_connection(Project)
+    read = _PROJECT_READS.get(connection.alias)
+    if read is None:
+        quote = connection.ops.quote_name
+        columns = ModelColumns(Project, Project._meta.db_table, connection)
+        sql = (f"SELECT {columns.select} FROM {quote(Project._meta.db_table)} "
+               f"WHERE {quote(Project._meta.db_table)}.{quote(Project._meta.pk.column)} = %s")
+        read = _PROJECT_READS[connection.alias] = (columns, sql)
+    columns, sql = read
+    project_pk = primary_key_lookup_value(Project, project_id, connection)
+    row = None
+    if project_pk is not None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [project_pk])
+            row = cursor.fetchone()
+    if row is None:
+        raise Project.DoesNotExist("Project matching query does not exist.")
+    project = columns.instance(row, 0, connection)
     if not has_project_perm(user, project, perm):
         raise Project.DoesNotExist("Project matching query does not exist.")
     return project
