@@ -214,3 +214,142 @@ def history_record_queryset(queryset, *, user=None, reason="", history_type="~")
         reason = reason or _change_reason.get() or ""
         cursor.execute(sql, [now, history_type, user_id, reason[:reason_length] or None, *params])
         return cursor.rowcount
+
+
+# --- a change, its history row and its events in one statement ---------------------------------------------------
+
+# Stands for the primary key of the row being inserted, in an event written with it (`audited_save(events=...)`).
+NEW_ROW = object()
+
+
+class _Statements:
+    """The SQL text of audited writes, built once per model (and shape) from the models' metadata: the hot
+    transitions run the same few statements thousands of times, and compiling them through the ORM each time
+    costs more Python than the database spends on them."""
+
+    def __init__(self):
+        self._cache = {}
+
+    def get(self, key, build):
+        sql = self._cache.get(key)
+        if sql is None:
+            sql = self._cache[key] = build()
+        return sql
+
+
+_statements = _Statements()
+
+
+def _tracked(model):
+    """The model's fields its history rows copy (simple-history's tracked fields, in the history table's order)."""
+    attnames = {field.attname: field for field in model._meta.concrete_fields}
+    return [attnames[field.attname] for field in model.history.model._meta.concrete_fields
+            if field.attname in attnames]
+
+
+def _history_cte(model, qn):
+    historical = model.history.model
+    columns = [qn(field.column) for field in _tracked(model)]
+    extra = ["history_date", "history_type", "history_user_id", "history_change_reason"]
+    return (f"INSERT INTO {qn(historical._meta.db_table)} ({', '.join(columns + [qn(c) for c in extra])}) "
+            f"SELECT {', '.join(columns)}, %s, %s, %s, %s FROM changed")
+
+
+def _insert_sql(model, fields, qn):
+    columns = ", ".join(qn(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    returning = ", ".join(qn(field.column) for field in _tracked(model))
+    return (f"WITH changed AS (INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES ({placeholders}) "
+            f"RETURNING {returning}), history AS ({_history_cte(model, qn)})")
+
+
+def _update_sql(model, fields, qn):
+    assignments = ", ".join(f"{qn(field.column)} = %s" for field in fields)
+    returning = ", ".join(qn(field.column) for field in _tracked(model))
+    pk = qn(model._meta.pk.column)
+    return (f"WITH changed AS (UPDATE {qn(model._meta.db_table)} SET {assignments} WHERE {pk} = %s "
+            f"RETURNING {returning}), history AS ({_history_cte(model, qn)})")
+
+
+def _event_sql(index, event, new_row_column, qn):
+    """One event as a further INSERT of the statement, written only with the change (selected from it: an update
+    that found no row writes no event); a field holding NEW_ROW takes the new row's key."""
+    fields = [field for field in event._meta.concrete_fields if not field.primary_key]
+    values = [f"changed.{qn(new_row_column)}" if getattr(event, field.attname) is NEW_ROW else "%s"
+              for field in fields]
+    sql = (f", event_{index} AS (INSERT INTO {qn(event._meta.db_table)} "
+           f"({', '.join(qn(field.column) for field in fields)}) SELECT {', '.join(values)} FROM changed)")
+    return sql, fields
+
+
+def _values(instance, fields, conn, add):
+    """The values to write, as Django's save would: `pre_save` (auto_now, defaults) then the database form."""
+    return [field.get_db_prep_save(field.pre_save(instance, add), connection=conn) for field in fields]
+
+
+def audited_save(instance, *, update_fields=None, events=()):
+    """Save `instance` (insert it, or update `update_fields`), write its history row and `events`, as one statement.
+
+    On PostgreSQL the change, the history row (copied from the row as the database returns it) and the events are
+    one `WITH … INSERT/UPDATE … RETURNING` statement instead of three or more, with the history row naming the
+    user and change reason simple-history's signal would (the acting user, the instance's `_change_reason` or the
+    block's). An event field set to NEW_ROW takes the key of the row being inserted. Elsewhere it is
+    `instance.save()` (simple-history writes the history row) and one save per event.
+
+    Updates refuse, as Django's `save(update_fields=…)` does, when the row is gone."""
+    from django.conf import settings
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    model = type(instance)
+    alias = router.db_for_write(model, instance=instance)
+    conn = connections[alias]
+    adding = update_fields is None
+    if (conn.vendor != "postgresql" or not getattr(settings, "SIMPLE_HISTORY_ENABLED", True)
+            or hasattr(instance, "skip_history_when_saving")):
+        instance.save(update_fields=update_fields)
+        for event in events:
+            for field in event._meta.concrete_fields:
+                if getattr(event, field.attname) is NEW_ROW:
+                    setattr(event, field.attname, instance.pk)
+            event.save()
+        return instance
+    qn = conn.ops.quote_name
+    meta = model._meta
+    if adding:
+        fields = [field for field in meta.concrete_fields if not field.primary_key or instance.pk is not None]
+        sql = _statements.get((model, "insert", tuple(fields)), lambda: _insert_sql(model, fields, qn))
+        params = _values(instance, fields, conn, add=True)
+    else:
+        fields = [meta.get_field(name) for name in update_fields]
+        sql = _statements.get((model, "update", tuple(fields)), lambda: _update_sql(model, fields, qn))
+        params = _values(instance, fields, conn, add=False) + [instance.pk]
+    historical = model.history.model
+    reason = getattr(instance, "_change_reason", None) or _change_reason.get() or None
+    reason_length = historical._meta.get_field("history_change_reason").max_length
+    history_date = getattr(instance, "_history_date", None) or timezone.now()
+    params += [conn.ops.adapt_datetimefield_value(history_date), "+" if adding else "~",
+               getattr(acting_user(), "pk", None), reason[:reason_length] if reason else None]
+    for index, event in enumerate(events):
+        event_sql, event_fields = _statements.get(
+            (model, "event", index, type(event), tuple(f.attname for f in event._meta.concrete_fields
+                                                       if getattr(event, f.attname) is NEW_ROW)),
+            lambda: _event_sql(index, event, meta.pk.column, qn))
+        sql += event_sql
+        params += [field.get_db_prep_save(field.pre_save(event, True), connection=conn)
+                   for field in event_fields if getattr(event, field.attname) is not NEW_ROW]
+    sql += f" SELECT {qn(meta.pk.column)} FROM changed"
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise DatabaseError("Save with update_fields did not affect any rows.")
+    if adding:
+        instance.pk = row[0]
+        instance._state.adding = False
+        instance._state.db = alias
+    for event in events:
+        for field in event._meta.concrete_fields:
+            if getattr(event, field.attname) is NEW_ROW:
+                setattr(event, field.attname, instance.pk)
+    return instance

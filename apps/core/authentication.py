@@ -2,7 +2,7 @@
 
 from rest_framework.authentication import TokenAuthentication
 
-from .permissions import ModelColumns, read_connection
+from .rows import ModelColumns, read_connection
 
 
 class FastTokenAuthentication(TokenAuthentication):

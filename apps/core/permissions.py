@@ -1,69 +1,15 @@
 """Permission questions, answered in one place: guardian object permissions on Project, superusers see everything."""
 
-from django.db import connections, router
 from django.utils.translation import gettext as _
 
 from .errors import PermissionDeniedError
+from .rows import read_connection
 
 VIEW, ANNOTATE, REVIEW, MANAGE = "view_project", "annotate_project", "review_project", "manage_project"
 
 
 def is_admin(user):
     return bool(user and user.is_active and user.is_superuser)
-
-
-class ModelColumns:
-    """One model's concrete columns in a hand-written SELECT, and the instance built back from them as the ORM builds
-    it: the database's and the fields' converters applied, then `Model.from_db`.
-
-    The hot reads (the token, the project, the annotator's assignment, the permission rows) run on every request of
-    the annotation loop, and compiling them through the ORM costs more Python than running a fixed SQL string with
-    `cursor.execute`. Table and column names come from `_meta`, so a custom `db_table` or `db_column` still works;
-    each read builds its SQL and converters once per process and database connection."""
-
-    def __init__(self, model, table, connection):
-        quote = connection.ops.quote_name
-        fields = model._meta.concrete_fields
-        self.model = model
-        self.select = ", ".join(f"{quote(table)}.{quote(field.column)}" for field in fields)
-        self.attnames = [field.attname for field in fields]
-        self.width = len(fields)
-        self.converters = []
-        for index, field in enumerate(fields):
-            column = field.get_col(table)
-            converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-            if converters:
-                self.converters.append((index, column, converters))
-
-    def instance(self, row, start, connection):
-        """The model instance from `row[start:start + width]`, as a queryset would have built it."""
-        values = list(row[start:start + self.width])
-        for index, column, converters in self.converters:
-            value = values[index]
-            for converter in converters:
-                value = converter(value, column, connection)
-            values[index] = value
-        return self.model.from_db(connection.alias, self.attnames, values)
-
-
-def primary_key_lookup_value(model, value, connection):
-    """`value` as `Model.objects.get(pk=value)` would send it, or None where that lookup matches no row without
-    asking the database (no key, or an integer out of the column's range: the ORM answers DoesNotExist there too).
-    A value that is no key at all ("abc") raises the ORM's own ValueError."""
-    primary_key = model._meta.pk
-    value = primary_key.get_prep_value(value)
-    if value is None:
-        return None
-    if isinstance(value, int):
-        low, high = connection.ops.integer_field_range(primary_key.get_internal_type())
-        if (low is not None and value < low) or (high is not None and value > high):
-            return None
-    return value
-
-
-def read_connection(model):
-    """The connection a queryset on `model` would read from."""
-    return connections[router.db_for_read(model)]
 
 
 _OBJECT_PERMS_SQL = {}

@@ -3,8 +3,8 @@
 from django.db.models import Count, Q
 from guardian.shortcuts import get_objects_for_user
 
-from apps.core.permissions import (MANAGE, VIEW, ModelColumns, has_project_perm, primary_key_lookup_value,
-                                   read_connection)
+from apps.core.permissions import MANAGE, VIEW, has_project_perm
+from apps.core.rows import ModelColumns, primary_key_lookup_value, read_connection
 
 from .models import Batch, Membership, Project, QualityGate
 

@@ -7,8 +7,8 @@ they see none of it once they hold no role there any more.
 
 from django.db.models import Q
 
-from apps.core.permissions import (ANNOTATE, MANAGE, REVIEW, VIEW, ModelColumns, has_project_perm, is_admin,
-                                   primary_key_lookup_value, read_connection)
+from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, VIEW, has_project_perm, is_admin
+from apps.core.rows import ModelColumns, primary_key_lookup_value, read_connection
 from apps.projects.models import Project
 from apps.projects.selectors import project_list
 

@@ -12,15 +12,16 @@ import json
 import random
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from apps.core.audit import history_record_queryset, records_actor
+from apps.core.audit import NEW_ROW, audited_save, history_record_queryset, records_actor
 from apps.core.errors import PermissionDeniedError, TransitionError, ValidationError
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, has_project_perm, require_project_perm
+from apps.core.rows import ModelColumns, built_once, instances
 from apps.projects.label_schema import TaskType
 from apps.projects.models import Batch, Project
 from apps.quality.sanity import submission_check
@@ -35,13 +36,20 @@ AN = Annotation.Status
 # --- plumbing -------------------------------------------------------------------------------------------------
 
 
-def event_record(*, type, project, actor=None, task=None, assignment=None, batch=None, payload=None):
-    """Append one lifecycle event."""
-    return TaskEvent.objects.create(
+def _event(*, type, project, actor=None, task=None, assignment=None, batch=None, payload=None):
+    """A lifecycle event, not yet written: `event_record` writes it alone, `audited_save` with the change it records."""
+    return TaskEvent(
         type=type, project_id=getattr(project, "pk", project), actor=actor, task=task, assignment=assignment,
         batch_id=getattr(batch, "pk", batch) if batch is not None else (task.batch_id if task is not None else None),
         payload=payload or {},
     )
+
+
+def event_record(**kwargs):
+    """Append one lifecycle event."""
+    event = _event(**kwargs)
+    event.save()
+    return event
 
 
 def _after_commit_refresh(project_id):
@@ -55,13 +63,65 @@ def _refuse(message, current):
     raise TransitionError(message, current=current)
 
 
+# --- the hot transitions' reads, as SQL written once ----------------------------------------------------------
+# Every assignment and submission locks its task (with project, guideline and batch) and its assignment, counts the
+# task's slots and reads its assignments to derive the status: compiling these through the ORM cost more Python than
+# the database spends running them. The SQL is built once per connection from the models' `_meta`.
+
+
+def _lock_clause(connection, skip_locked, of):
+    """`FOR UPDATE OF …` where the database locks rows (PostgreSQL), nothing where it serialises writers (SQLite)."""
+    if not connection.features.has_select_for_update:
+        return ""
+    return f" FOR UPDATE OF {of}" + (" SKIP LOCKED" if skip_locked else "")
+
+
+def _task_lock_read(connection):
+    from apps.projects.models import Guideline
+
+    quote = connection.ops.quote_name
+    parts = [ModelColumns(Task, "t", connection), ModelColumns(Project, "p", connection),
+             ModelColumns(Batch, "b", connection), ModelColumns(Guideline, "g", connection)]
+    sql = (f"SELECT {', '.join(part.select for part in parts)} FROM {quote(Task._meta.db_table)} t "
+           f"INNER JOIN {quote(Project._meta.db_table)} p ON p.id = t.project_id "
+           f"INNER JOIN {quote(Batch._meta.db_table)} b ON b.id = t.batch_id "
+           f"LEFT OUTER JOIN {quote(Guideline._meta.db_table)} g ON g.id = p.current_guideline_id WHERE t.id = %s")
+    return parts, {skip: sql + _lock_clause(connection, skip, "t") for skip in (False, True)}
+
+
 def _lock_task(task_id, skip_locked=False):
     """The task, locked, with its project and batch; with `skip_locked`, None when another transaction holds it."""
-    # Only the task row (OF self): without it PostgreSQL also locks the joined project and batch rows, and every
-    # transition of a project would wait for every other one.
-    tasks = Task.objects.select_for_update(of=("self",), skip_locked=skip_locked).select_related(
-        "project__current_guideline", "batch")  # the guideline: a submission records its version
-    return tasks.filter(pk=task_id).first() if skip_locked else tasks.get(pk=task_id)
+    # Only the task row (OF t): without it PostgreSQL also locks the joined project and batch rows, and every
+    # transition of a project would wait for every other one. The guideline: a submission records its version.
+    connection, (parts, sql) = built_once("task_lock", Task, _task_lock_read, write=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql[bool(skip_locked)], [task_id])
+        row = cursor.fetchone()
+    if row is None:
+        if skip_locked:
+            return None
+        raise Task.DoesNotExist("Task matching query does not exist.")
+    task_columns, project_columns, batch_columns, guideline_columns = parts
+    task, start = task_columns.instance(row, 0, connection), task_columns.width
+    project = project_columns.instance(row, start, connection)
+    start += project_columns.width
+    batch = batch_columns.instance(row, start, connection)
+    start += batch_columns.width
+    guideline = guideline_columns.instance(row, start, connection) if row[start] is not None else None
+    Project._meta.get_field("current_guideline").set_cached_value(project, guideline)
+    Task._meta.get_field("project").set_cached_value(task, project)
+    Task._meta.get_field("batch").set_cached_value(task, batch)
+    return task
+
+
+def _assignment_lock_read(connection):
+    from django.contrib.auth import get_user_model
+
+    quote, user_model = connection.ops.quote_name, get_user_model()
+    parts = [ModelColumns(Assignment, "a", connection), ModelColumns(user_model, "u", connection)]
+    sql = (f"SELECT {', '.join(part.select for part in parts)} FROM {quote(Assignment._meta.db_table)} a "
+           f"INNER JOIN {quote(user_model._meta.db_table)} u ON u.id = a.annotator_id WHERE a.id = %s")
+    return parts, sql + _lock_clause(connection, False, "a")
 
 
 def _lock_assignment(assignment_id, task_id=None):
@@ -70,7 +130,16 @@ def _lock_assignment(assignment_id, task_id=None):
     if task_id is None:
         task_id = Assignment.objects.values_list("task_id", flat=True).get(pk=assignment_id)
     task = _lock_task(task_id)
-    assignment = Assignment.objects.select_for_update(of=("self",)).select_related("annotator").get(pk=assignment_id)
+    connection, ((assignment_columns, user_columns), sql) = built_once(
+        "assignment_lock", Assignment, _assignment_lock_read, write=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [assignment_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Assignment.DoesNotExist("Assignment matching query does not exist.")
+    assignment = assignment_columns.instance(row, 0, connection)
+    Assignment._meta.get_field("annotator").set_cached_value(
+        assignment, user_columns.instance(row, assignment_columns.width, connection))
     if assignment.task_id != task.pk:
         raise ValueError(f"Assignment {assignment_id} is not on task {task_id}.")
     assignment.task = task
@@ -138,14 +207,48 @@ def _low_agreement_holds(task):
     return acceptance_held(task)
 
 
+def _slots_read_sql(connection):
+    quote = connection.ops.quote_name
+    taken = ", ".join(f"'{status}'" for status in [*Assignment.LIVE, *Assignment.DONE])
+    return (f"SELECT COALESCE(SUM(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN status IN ({taken}) THEN 1 ELSE 0 END), 0) "
+            f"FROM {quote(Assignment._meta.db_table)} WHERE task_id = %s")
+
+
+def _slots_read(task_id, annotator_id):
+    """The task's assignments to this annotator (`mine`) and those taking a slot (`taken`: live or done)."""
+    connection, sql = built_once("slots", Assignment, _slots_read_sql, write=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [annotator_id, task_id])
+        mine, taken = cursor.fetchone()
+    return {"mine": mine, "taken": taken}
+
+
+def _assignments_with_pending_read(connection):
+    quote = connection.ops.quote_name
+    columns = ModelColumns(Assignment, "a", connection)
+    waiting = ", ".join(f"'{status}'" for status in (AN.SUBMITTED, AN.ESCALATED))
+    return columns, (
+        f"SELECT {columns.select}, EXISTS(SELECT 1 FROM {quote(Annotation._meta.db_table)} n "
+        f"WHERE n.assignment_id = a.id AND n.is_current AND n.needs_review AND n.status IN ({waiting})) "
+        f"FROM {quote(Assignment._meta.db_table)} a WHERE a.task_id = %s")
+
+
+def _assignments_with_pending(task_id):
+    """The task's assignments, and the ids of those whose current annotation waits for a review: one query."""
+    connection, (columns, sql) = built_once("assignments_pending", Assignment, _assignments_with_pending_read,
+                                         write=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task_id])
+        rows = cursor.fetchall()
+    assignments = [columns.instance(row, 0, connection) for row in rows]
+    return assignments, {assignment.pk for assignment, row in zip(assignments, rows) if row[-1]}
+
+
 @records_actor
 def task_status_refresh(*, task, actor=None):
     """Bring a (locked) task's status in line with its assignments; accept it when everything required is in."""
-    # One query: each assignment with whether its current annotation waits for a review.
-    assignments = list(task.assignments.annotate(pending_review=Exists(Annotation.objects.filter(
-        assignment=OuterRef("pk"), is_current=True, needs_review=True, status__in=[AN.SUBMITTED, AN.ESCALATED],
-    ))))
-    pending = {assignment.pk for assignment in assignments if assignment.pending_review}
+    assignments, pending = _assignments_with_pending(task.pk)
     status = task_status_derive(task, assignments, pending)
     if status == TS.ACCEPTED and task.status != TS.ACCEPTED and _low_agreement_holds(task):
         status = TS.IN_PROGRESS  # the quality worker routes it first (apps/quality/routing.py)
@@ -153,7 +256,7 @@ def task_status_refresh(*, task, actor=None):
         _task_accept_locked(task, actor=actor, automatic=True)
     elif status != task.status:
         task.status = status
-        task.save(update_fields=["status", "updated_at"])
+        audited_save(task, update_fields=["status", "updated_at"])
     return task.status
 
 
@@ -170,10 +273,8 @@ def task_final_result(task):
     else unknown — nothing is scored row by row): acceptance runs on the submit path. This is the task's final result; the quality
     engine's task snapshots report the vote and Dawid–Skene beside it but never replace it.
     """
-    current = list(
-        Annotation.objects.filter(task=task, is_current=True)
-        .exclude(status__in=[AN.REJECTED, AN.SUPERSEDED]).order_by("submitted_at", "id")
-    )
+    current = instances(Annotation, f"m.task_id = %s AND m.is_current AND m.status NOT IN ('{AN.REJECTED}', "
+                                    f"'{AN.SUPERSEDED}')", [task.pk], order_by="m.submitted_at, m.id")
     if not current:
         return None
     fixes = [a for a in current if a.source == Annotation.Source.REVIEW_FIX]
@@ -261,8 +362,7 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
         if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD, TS.REWORK):
             _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
                     task.status)
-        slots = task.assignments.aggregate(mine=Count("id", filter=Q(annotator=annotator)),
-                                           taken=Count("id", filter=Q(status__in=[*Assignment.LIVE, *Assignment.DONE])))
+        slots = _slots_read(task.pk, annotator.pk)
         if slots["mine"]:
             _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
         needed = task.project.overlap + task.extra_annotations  # the task's overlap (low-agreement routing adds)
@@ -270,10 +370,12 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
             _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk, "n": needed},
                     task.status)
         now = timezone.now()
-        assignment = Assignment.objects.create(task=task, annotator=annotator, status=AS.ASSIGNED,
-                                               lease_expires_at=_lease_end(task.project, now))
-        event_record(type=TaskEvent.Type.ASSIGNED, project=task.project, task=task, assignment=assignment,
-                     actor=actor or annotator, payload={"annotator": annotator.pk})
+        assignment = Assignment(task=task, annotator=annotator, status=AS.ASSIGNED,
+                                lease_expires_at=_lease_end(task.project, now))
+        assigned = _event(type=TaskEvent.Type.ASSIGNED, project=task.project, task=task, actor=actor or annotator,
+                          payload={"annotator": annotator.pk})
+        assigned.assignment_id = NEW_ROW
+        audited_save(assignment, events=[assigned])
         task_status_refresh(task=task, actor=actor or annotator)
         _after_commit_refresh(task.project_id)
     return assignment
@@ -442,13 +544,13 @@ def _annotation_append(*, assignment, author, result, notes, lead_time_seconds, 
         previous.save(update_fields=["is_current", "status"])
     last_version = versions[0].version if versions else 0
     guideline = assignment.task.project.current_guideline
-    return Annotation.objects.create(
+    return audited_save(Annotation(
         task=assignment.task, assignment=assignment, annotator=assignment.annotator, author=author,
         version=last_version + 1, source=source, result=result, notes=notes or "",
         lead_time_seconds=lead_time_seconds, guideline=guideline,
         guideline_version=guideline.version if guideline else None, status=status, needs_review=needs_review,
         idempotency_key=idempotency_key or None,
-    )
+    ))
 
 
 def _submission_replay(assignment_id, idempotency_key, actor):
@@ -507,10 +609,11 @@ def assignment_submit(*, assignment, actor, result, notes="", lead_time_seconds=
         assignment.started_at = assignment.started_at or now
         assignment.submitted_at = now
         assignment.lease_expires_at = None
-        assignment.save(update_fields=["status", "started_at", "submitted_at", "lease_expires_at", "updated_at"])
-        event_record(type=TaskEvent.Type.SUBMITTED, project=task.project, task=task, assignment=assignment,
-                     actor=actor, payload={"annotation": annotation.pk, "version": annotation.version,
-                                           "lead_time_seconds": lead_time_seconds})
+        submitted = _event(type=TaskEvent.Type.SUBMITTED, project=task.project, task=task, assignment=assignment,
+                           actor=actor, payload={"annotation": annotation.pk, "version": annotation.version,
+                                                 "lead_time_seconds": lead_time_seconds})
+        audited_save(assignment, update_fields=["status", "started_at", "submitted_at", "lease_expires_at",
+                                                "updated_at"], events=[submitted])
         task_status_refresh(task=task, actor=actor)
         _after_commit_refresh(task.project_id)
     return annotation
@@ -893,9 +996,9 @@ def _task_accept_locked(task, *, actor, automatic, final_result=None, payload=No
     task.status = TS.ACCEPTED
     task.accepted_at = timezone.now()
     task.final_result = final_result if final_result is not None else task_final_result(task)
-    task.save(update_fields=["status", "accepted_at", "final_result", "updated_at"])
-    event_record(type=TaskEvent.Type.ACCEPTED, project=task.project, task=task, actor=actor,
-                 payload={"automatic": automatic, **(payload or {})})
+    audited_save(task, update_fields=["status", "accepted_at", "final_result", "updated_at"],
+                 events=[_event(type=TaskEvent.Type.ACCEPTED, project=task.project, task=task, actor=actor,
+                                payload={"automatic": automatic, **(payload or {})})])
     from apps.quality.services import webhooks_notify
 
     webhooks_notify(project_id=task.project_id, event="task.accepted",
