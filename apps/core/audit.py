@@ -324,9 +324,9 @@ def audited_save(instance, *, update_fields=None, events=()):
         fields = [meta.get_field(name) for name in update_fields]
         sql = _statements.get((model, "update", tuple(fields)), lambda: _update_sql(model, fields, qn))
         params = _values(instance, fields, conn, add=False) + [instance.pk]
-    historical = model.history.model
     reason = getattr(instance, "_change_reason", None) or _change_reason.get() or None
-    reason_length = historical._meta.get_field("history_change_reason").max_length
+    reason_length = _statements.get((model, "reason_length"), lambda: model.history.model._meta.get_field(
+        "history_change_reason").max_length)  # `model.history` builds a manager class each time it is read
     history_date = getattr(instance, "_history_date", None) or timezone.now()
     params += [conn.ops.adapt_datetimefield_value(history_date), "+" if adding else "~",
                getattr(acting_user(), "pk", None), reason[:reason_length] if reason else None]
