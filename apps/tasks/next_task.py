@@ -11,12 +11,17 @@ Candidates are read through indexes in small, ordered pages; only the task chose
 PostgreSQL, so concurrent annotators spread over different tasks without waiting and never take the same slot. A
 task another request holds is waited for only when nothing else is free, and a search that met such a task runs
 again before answering "nothing left". SQLite serialises writers instead.
+
+The reads cost little Python, because the ORM's compilation of a query (0.5-1 ms of CPU each) was most of a
+request: what the rules ask first about the annotator (held work and rework with their tasks, the active batches,
+the pause, the project's leases that ran out, their gold share) is one statement of fixed SQL (`_AnnotatorState`),
+and each candidate read is compiled by the ORM once per shape and then run as plain SQL (`_CompiledRead`).
 """
 
 import random
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -33,48 +38,210 @@ CANDIDATES = 50  # how many ordered candidates are looked at for a language/skil
 ASSIGN_ATTEMPTS = 5  # how often a search that lost a race to another request is run again
 EXPIRE_ON_READ = 20
 
+AS = Assignment.Status
 
-def _expire_due_in_project(project, now):
+
+# --- compiled reads -------------------------------------------------------------------------------------------------
+
+
+class _CompiledRead:
+    """A read compiled by the ORM once and run again as plain SQL with other values.
+
+    `build(value)` returns the queryset; every value that changes from one run to the next is written `value(name)`.
+    At compilation these are stand-in numbers that no constant of the query equals; they are found among the
+    compiled parameters, and each run puts its own values in their places (in the parameter's type: psycopg's Int4
+    of an expression stays an Int4), so that the SQL run is the SQL the ORM would have run."""
+
+    _FIRST_STAND_IN = -1_000_000_007  # within int4, and far from any constant a query of the engine holds
+
+    def __init__(self, build):
+        stand_ins = {}
+
+        def value(name):
+            return stand_ins.setdefault(name, self._FIRST_STAND_IN - len(stand_ins))
+
+        self.sql, params = build(value).query.sql_with_params()
+        names = {number: name for name, number in stand_ins.items()}
+        self.params = list(params)
+        self.slots = [(position, names[param], type(param)) for position, param in enumerate(self.params)
+                      if type(param) is not bool and isinstance(param, (int, float)) and param in names]
+        unplaced = set(stand_ins) - {name for _position, name, _kind in self.slots}
+        if unplaced or any(str(-number) in self.sql for number in stand_ins.values()):
+            raise RuntimeError(f"{unplaced or 'a value'} was not compiled as a parameter of: {self.sql}")
+
+    def rows(self, values):
+        params = self.params.copy()
+        for position, name, kind in self.slots:
+            value = values[name]
+            params[position] = value if kind is int or kind is float else kind(value)
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            return cursor.fetchall()
+
+
+_COMPILED = {}
+
+
+def _compiled(read, *shape):
+    """`read(value, *shape)` compiled for this database, once per shape (the arguments that change its SQL)."""
+    key = (connection.vendor, read, shape)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = _CompiledRead(lambda value: read(value, *shape))
+    return compiled
+
+
+def _passed_values(passed):
+    return {("passed", i): task_id for i, task_id in enumerate(passed)}
+
+
+def _passed_stand_ins(value, passed_n):
+    return [value(("passed", i)) for i in range(passed_n)]
+
+
+# --- what the rules ask first: one statement --------------------------------------------------------------------------
+
+
+class _AnnotatorState:
+    """What the rules ask first about the annotator in a project, read in one statement: their held and rework
+    assignments (with their tasks, as models: the view shows them), the project's active batches, whether their
+    membership is paused, the project's leases that ran out (a few, freed lazily on read) and, when the project has
+    a gold rate, how many of their assignments are gold. Fixed SQL, portable (PostgreSQL and SQLite)."""
+
+    _SQL = {}  # (vendor, with gold) -> the statement
+    _CONVERTERS = {}  # vendor -> the converters of the assignment and task columns
+
+    def __init__(self, project, annotator, now):
+        self.mine, self.due, self.paused, self.gold = [], [], False, None
+        batches = []
+        moment = connection.ops.adapt_datetimefield_value(now)
+        live = [AS.ASSIGNED, AS.IN_PROGRESS]
+        params = [project.pk, annotator.pk, *live, AS.REJECTED, *live, moment, AS.REJECTED, AS.IN_PROGRESS,
+                  project.pk, Batch.Status.ACTIVE,
+                  project.pk, annotator.pk, Membership.Role.ANNOTATOR,
+                  project.pk, *live, moment]
+        with_gold = project.gold_rate > 0
+        if with_gold:
+            params += [project.pk, annotator.pk]
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql(with_gold), params)
+            rows = cursor.fetchall()
+        for kind, ref, rank, *columns in rows:
+            if kind == "mine":
+                self.mine.append(self._assignment_with_task(columns))
+            elif kind == "batch":
+                batches.append((-rank, ref))
+            elif kind == "paused":
+                self.paused = True
+            elif kind == "due":
+                self.due.append(ref)
+            else:
+                self.gold = (ref, rank)
+        self.batch_ids = [batch_id for _rank, batch_id in sorted(batches)]  # batch priority first, then id
+
+    @classmethod
+    def _sql(cls, with_gold):
+        key = (connection.vendor, with_gold)
+        if key not in cls._SQL:
+            cls._SQL[key] = cls._compose(with_gold)
+        return cls._SQL[key]
+
+    @staticmethod
+    def _compose(with_gold):
+        quote = connection.ops.quote_name
+
+        def column(model, alias, name):
+            return f"{alias}.{quote(model._meta.get_field(name).column)}"
+
+        def table(model):
+            return quote(model._meta.db_table)
+
+        mine_columns = [f"a.{quote(f.column)}" for f in Assignment._meta.concrete_fields] + [
+            f"t.{quote(f.column)}" for f in Task._meta.concrete_fields]
+        blanks = ", ".join(["NULL"] * len(mine_columns))
+        a = {name: column(Assignment, "a", name) for name in (
+            "id", "task", "annotator", "status", "lease_expires_at", "rework_count", "assigned_at")}
+        t = {name: column(Task, "t", name) for name in ("id", "project", "is_gold")}
+        b = {name: column(Batch, "b", name) for name in ("id", "project", "status", "priority")}
+        m = {name: column(Membership, "m", name) for name in ("id", "project", "user", "role", "paused_at")}
+        assignments_of_project = f"{table(Assignment)} a INNER JOIN {table(Task)} t ON {t['id']} = {a['task']}"
+        # The status lists repeat what the conditions allow, so that the (annotator, status) and (status, lease)
+        # indexes serve the reads. The mine rows come first and the batches second: PostgreSQL types each column of
+        # a UNION from its first typed branch, pair by pair.
+        branches = [
+            f"SELECT 'mine', {a['id']}, NULL, {', '.join(mine_columns)} FROM {assignments_of_project}"
+            f" WHERE {t['project']} = %s AND {a['annotator']} = %s AND {a['status']} IN (%s, %s, %s)"
+            f" AND (({a['status']} IN (%s, %s) AND ({a['lease_expires_at']} > %s OR {a['lease_expires_at']} IS NULL))"
+            f" OR ({a['rework_count']} > 0 AND {a['status']} IN (%s, %s)))",
+            f"SELECT 'batch', {b['id']}, {b['priority']}, {blanks} FROM {table(Batch)} b"
+            f" WHERE {b['project']} = %s AND {b['status']} = %s",
+            f"SELECT 'paused', {m['id']}, NULL, {blanks} FROM {table(Membership)} m"
+            f" WHERE {m['project']} = %s AND {m['user']} = %s AND {m['role']} = %s AND {m['paused_at']} IS NOT NULL",
+            # The assignment model's default order, as the ORM read ordered them: which few are freed first.
+            f"SELECT 'due', due.id, NULL, {blanks} FROM (SELECT {a['id']} AS id FROM {assignments_of_project}"
+            f" WHERE {t['project']} = %s AND {a['status']} IN (%s, %s) AND {a['rework_count']} = 0"
+            f" AND {a['lease_expires_at']} <= %s ORDER BY {a['assigned_at']} DESC LIMIT {EXPIRE_ON_READ}) due",
+        ]
+        if with_gold:
+            branches.append(f"SELECT 'gold', COUNT({a['id']}), COUNT(CASE WHEN {t['is_gold']} THEN 1 END), {blanks}"
+                            f" FROM {assignments_of_project} WHERE {t['project']} = %s AND {a['annotator']} = %s")
+        return " UNION ALL ".join(branches)
+
+    @classmethod
+    def _converters(cls):
+        """Per column of a mine row: its field's attname and what turns the database's value into the field's (as
+        the ORM's compiler does: SQLite's datetimes, JSON text)."""
+        if connection.vendor not in cls._CONVERTERS:
+            per_model = []
+            for model, alias in ((Assignment, "a"), (Task, "t")):
+                fields = model._meta.concrete_fields
+                per_model.append(([f.attname for f in fields], [
+                    (f.get_col(alias), [*connection.ops.get_db_converters(f.get_col(alias)),
+                                        *f.get_db_converters(connection)]) for f in fields]))
+            cls._CONVERTERS[connection.vendor] = per_model
+        return cls._CONVERTERS[connection.vendor]
+
+    def _assignment_with_task(self, columns):
+        built = []
+        start = 0
+        for model, (attnames, converters) in zip((Assignment, Task), self._converters()):
+            values = columns[start:start + len(attnames)]
+            start += len(attnames)
+            for i, (expression, functions) in enumerate(converters):
+                for function in functions:
+                    values[i] = function(values[i], expression, connection)
+            built.append(model.from_db(connection.alias, attnames, values))
+        assignment, task = built
+        assignment.task = task
+        return assignment
+
+    def held_or_rework(self, now):
+        """Their unexpired live assignment (oldest first), else their rework (longest waiting first), else None."""
+        held = [a for a in self.mine if a.status in (AS.ASSIGNED, AS.IN_PROGRESS)
+                and (a.lease_expires_at is None or a.lease_expires_at > now)]
+        if held:
+            return min(held, key=lambda a: a.assigned_at)
+        rework = [a for a in self.mine if a.rework_count and a.status in (AS.REJECTED, AS.IN_PROGRESS)]
+        return min(rework, key=lambda a: a.updated_at) if rework else None
+
+    def gold_due(self, project):
+        """Is the annotator's share of gold, counting the next task, below the project's gold rate?"""
+        if self.gold is None:
+            return False
+        total, gold = self.gold
+        return gold < project.gold_rate * (total + 1)
+
+
+def _expire(assignment_ids, now):
     """Lazily free slots whose lease ran out, a few at a time (the beat task does the rest)."""
-    due = Assignment.objects.filter(
-        task__project=project, status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS],
-        rework_count=0, lease_expires_at__lte=now,
-    ).values_list("pk", flat=True)[:EXPIRE_ON_READ]
-    for assignment_id in list(due):
+    for assignment_id in assignment_ids:
         try:
             services.assignment_expire(assignment=Assignment(pk=assignment_id), now=now)
         except TransitionError:
             pass
 
 
-def _held_or_rework(project, annotator, now):
-    """The annotator's unexpired live assignment (oldest first), else their rework (longest waiting first), else
-    None: both read in one query, the annotator's own few rows."""
-    # The status list repeats what the conditions below allow, so that the (annotator, status) index serves the
-    # read instead of a walk through all of the annotator's assignments.
-    mine = list(Assignment.objects.filter(
-        task__project=project, annotator=annotator,
-        status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS, Assignment.Status.REJECTED],
-    ).filter(
-        Q(status__in=[Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS])
-        & (Q(lease_expires_at__gt=now) | Q(lease_expires_at__isnull=True))
-        | Q(rework_count__gt=0, status__in=[Assignment.Status.REJECTED, Assignment.Status.IN_PROGRESS])
-    ).select_related("task"))
-    held = [a for a in mine if a.status in (Assignment.Status.ASSIGNED, Assignment.Status.IN_PROGRESS)
-            and (a.lease_expires_at is None or a.lease_expires_at > now)]
-    if held:
-        return min(held, key=lambda a: a.assigned_at)
-    rework = [a for a in mine if a.rework_count and a.status in (Assignment.Status.REJECTED,
-                                                                 Assignment.Status.IN_PROGRESS)]
-    return min(rework, key=lambda a: a.updated_at) if rework else None
-
-
-def _gold_due(project, annotator):
-    if project.gold_rate <= 0:
-        return False
-    counts = Assignment.objects.filter(task__project=project, annotator=annotator).aggregate(
-        total=Count("id"), gold=Count("id", filter=Q(task__is_gold=True)))
-    return counts["gold"] < project.gold_rate * (counts["total"] + 1)
+# --- candidates ---------------------------------------------------------------------------------------------------
 
 
 def _lockable(queryset):
@@ -102,31 +269,6 @@ def _preferred(page, search):
         (language is not None and language in languages) or (skill is not None and skill in skills))]
     chosen = set(matching)
     return matching + [task_id for task_id in ids if task_id not in chosen]
-
-
-def _priority_levels(tasks):
-    """The distinct task priorities present, highest first, each read through the index when it is needed."""
-    level = tasks.order_by("-priority").values_list("priority", flat=True).first()
-    while level is not None:
-        yield level
-        level = tasks.filter(priority__lt=level).order_by("-priority").values_list("priority", flat=True).first()
-
-
-def _ordered(tasks, project):
-    """Querysets to take candidates from, in turn: task priority first, then the project's sampling."""
-    if project.sampling == Project.Sampling.RANDOM:
-        # A random start point on the stable random key, wrapping around - within one priority level at a time,
-        # so that wrapping never puts a lower priority before a higher one.
-        start = random.random()
-        for level in _priority_levels(tasks):
-            same = tasks.filter(priority=level)
-            yield same.filter(random_key__gte=start).order_by("random_key")
-            yield same.filter(random_key__lt=start).order_by("random_key")
-    elif project.sampling == Project.Sampling.UNCERTAINTY:
-        # Tasks without a prediction after every scored one, on every database (SQLite sorts NULL first).
-        yield tasks.order_by("-priority", F("prediction_score").asc(nulls_last=True), "id")
-    else:
-        yield tasks.order_by("-priority", "id")
 
 
 class _Search:
@@ -172,24 +314,116 @@ def _per_task_count(assignments):
                              .annotate(n=Count("id")).values("n")), 0)
 
 
-def _open_candidates(project, batch_id, statuses, search):
-    tasks = (Task.objects.filter(batch_id=batch_id, status__in=statuses, is_gold=False)
-             .alias(mine=_per_task_count(Assignment.objects.filter(annotator=search.annotator))).filter(mine=0))
-    if search.passed:
-        tasks = tasks.exclude(pk__in=search.passed)
+# The candidate reads, each compiled once per shape (see _CompiledRead): `value(...)` marks what changes per run.
+
+
+def _offered_tasks(value, statuses, overlap_one, passed_n):
+    """The tasks of a batch in `statuses` that may be offered to the annotator: not given to them before, not
+    passed over by this search, and, once started, with a free slot (with overlap 1 only a task that routing gave
+    extra annotators can have one)."""
+    tasks = (Task.objects.filter(batch_id=value("batch"), status__in=statuses, is_gold=False)
+             .alias(mine=_per_task_count(Assignment.objects.filter(annotator_id=value("annotator")))).filter(mine=0))
+    if passed_n:
+        tasks = tasks.exclude(pk__in=_passed_stand_ins(value, passed_n))
     if Task.Status.OPEN not in statuses:  # an open task has no live or submitted assignment
-        if project.overlap == 1:
+        if overlap_one:
             tasks = tasks.filter(extra_annotations__gt=0)
         taken = _per_task_count(Assignment.objects.filter(status__in=[*Assignment.LIVE, *Assignment.DONE]))
         # The task's own overlap, compared in SQL: the project's plus what low-agreement routing added to it.
-        tasks = tasks.alias(taken=taken).filter(taken__lt=F("extra_annotations") + project.overlap)
-    for ordered in _ordered(tasks, project):
+        tasks = tasks.alias(taken=taken).filter(taken__lt=F("extra_annotations") + value("overlap"))
+    return tasks
+
+
+def _in_order(tasks, value, ordering):
+    """`tasks` in one of the orders of the project's sampling, task priority first (see _OpenWork.orderings)."""
+    if ordering == "sequential":
+        return tasks.order_by("-priority", "id")
+    if ordering == "uncertainty":
+        # Tasks without a prediction after every scored one, on every database (SQLite sorts NULL first).
+        return tasks.order_by("-priority", F("prediction_score").asc(nulls_last=True), "id")
+    same = tasks.filter(priority=value("level"))
+    if ordering == "random_from_start":
+        return same.filter(random_key__gte=value("start")).order_by("random_key")
+    return same.filter(random_key__lt=value("start")).order_by("random_key")  # "random_before_start"
+
+
+def _page_read(value, statuses, overlap_one, passed_n, ordering):
+    return _in_order(_offered_tasks(value, statuses, overlap_one, passed_n), value, ordering).values_list(
+        "pk", "priority", LANGUAGE, SKILL)[:CANDIDATES]
+
+
+def _first_free_read(value, statuses, overlap_one, passed_n, ordering):
+    return _lockable(_in_order(_offered_tasks(value, statuses, overlap_one, passed_n), value, ordering)).values_list(
+        "pk", flat=True)[:1]
+
+
+def _priority_level_read(value, statuses, overlap_one, passed_n, below_level):
+    tasks = _offered_tasks(value, statuses, overlap_one, passed_n)
+    if below_level:
+        tasks = tasks.filter(priority__lt=value("level"))
+    return tasks.order_by("-priority").values_list("priority", flat=True)[:1]
+
+
+class _OpenWork:
+    """The work of one batch in one group of statuses that a search may be offered, and its reads. The tasks the
+    search passed over when it came here are left out of its pages; the first free task, read under a lock, leaves
+    out all it passed over by then."""
+
+    def __init__(self, project, batch_id, statuses, search):
+        passed = tuple(search.passed)
+        self.statuses = statuses
+        self.overlap_one = project.overlap == 1 and Task.Status.OPEN not in statuses
+        self.passed_n = len(passed)
+        self.values = {"batch": batch_id, "annotator": search.annotator.pk, "overlap": project.overlap,
+                       **_passed_values(passed)}
+
+    def _rows(self, read, last_shape, values, passed_n=None):
+        shape = (self.statuses, self.overlap_one, self.passed_n if passed_n is None else passed_n, last_shape)
+        return _compiled(read, *shape).rows(values)
+
+    def orderings(self, sampling):
+        """The orders to take candidates in, in turn, each with its values: task priority first, then the
+        project's sampling."""
+        if sampling == Project.Sampling.RANDOM:
+            # A random start point on the stable random key, wrapping around - within one priority level at a
+            # time, so that wrapping never puts a lower priority before a higher one.
+            start = random.random()
+            for level in self._priority_levels():
+                yield "random_from_start", {**self.values, "level": level, "start": start}
+                yield "random_before_start", {**self.values, "level": level, "start": start}
+        elif sampling == Project.Sampling.UNCERTAINTY:
+            yield "uncertainty", self.values
+        else:
+            yield "sequential", self.values
+
+    def _priority_levels(self):
+        """The distinct task priorities present, highest first, each read through the index when it is needed."""
+        rows = self._rows(_priority_level_read, False, self.values)
+        while rows:
+            level = rows[0][0]
+            yield level
+            rows = self._rows(_priority_level_read, True, {**self.values, "level": level})
+
+    def page(self, ordering, values):
+        """Up to CANDIDATES (id, priority, language, skill) in order, read without a lock."""
+        return self._rows(_page_read, ordering, values)
+
+    def first_free_id(self, ordering, values, passed):
+        """The first task in order that nobody holds (SKIP LOCKED) and that was not passed over, locked; or None.
+        Run inside a transaction."""
+        rows = self._rows(_first_free_read, ordering, {**values, **_passed_values(passed)}, passed_n=len(passed))
+        return rows[0][0] if rows else None
+
+
+def _open_candidates(project, batch_id, statuses, search):
+    work = _OpenWork(project, batch_id, statuses, search)
+    for ordering, values in work.orderings(project.sampling):
         # Read a page of candidates without locking it, and lock only the one being assigned. Locking the whole
         # page made every concurrent request skip all of its tasks and answer "nothing left" while work remained.
-        page = list(ordered.values_list("pk", "priority", LANGUAGE, SKILL)[:CANDIDATES])
+        page = work.page(ordering, values)
         assignment = _take_one(_preferred(page, search), search)
         if assignment is None and len(page) == CANDIDATES:  # the whole page went meanwhile: the next free task
-            assignment = _take_first_free(ordered, search)
+            assignment = _take_first_free(work, ordering, values, search)
         if assignment is not None:
             return assignment
     return None
@@ -212,11 +446,11 @@ def _take_one(task_ids, search):
     return None
 
 
-def _take_first_free(ordered, search):
+def _take_first_free(work, ordering, values, search):
     """The first task further on that nobody holds (SKIP LOCKED), re-checked under its lock."""
     for _attempt in range(CANDIDATES):
         with transaction.atomic():  # a lost race rolls back to here, which releases the lock taken below
-            task_id = _lockable(ordered.exclude(pk__in=search.passed)).values_list("pk", flat=True).first()
+            task_id = work.first_free_id(ordering, values, tuple(search.passed))
             if task_id is None:
                 return None
             assignment = _assign(task_id, search)
@@ -236,57 +470,35 @@ def _busy_assign(search):
     return None
 
 
-def _gold_candidate(project, annotator, passed=()):
-    tasks = Task.objects.filter(project=project, is_gold=True, batch__status=Batch.Status.ACTIVE).exclude(
+def _gold_read(value, passed_n, from_start):
+    """The first gold task of the project's active batches, not cancelled and not given to the annotator before,
+    from a random start point on the random key (or before it: the wrap-around), locked."""
+    tasks = Task.objects.filter(project_id=value("project"), is_gold=True, batch__status=Batch.Status.ACTIVE).exclude(
         status=Task.Status.CANCELLED).exclude(
-        pk__in=Assignment.objects.filter(annotator=annotator, task__project=project).values("task_id"))
-    if passed:
-        tasks = tasks.exclude(pk__in=passed)
-    start = random.random()
-    for ordered in (tasks.filter(random_key__gte=start).order_by("random_key"),
-                    tasks.filter(random_key__lt=start).order_by("random_key")):
-        task = _lockable(ordered).first()
-        if task is not None:
-            return task
-    return None
+        pk__in=Assignment.objects.filter(annotator_id=value("annotator"), task__project_id=value("project"))
+        .values("task_id"))
+    if passed_n:
+        tasks = tasks.exclude(pk__in=_passed_stand_ins(value, passed_n))
+    start = value("start")
+    ordered = tasks.filter(random_key__gte=start) if from_start else tasks.filter(random_key__lt=start)
+    return _lockable(ordered.order_by("random_key")).values_list("pk", flat=True)[:1]
 
 
 def _gold_assign(project, search):
     """A gold task for the annotator, or None (none left, or its slot went meanwhile: then it is passed)."""
     with transaction.atomic():
-        task = _gold_candidate(project, search.annotator, search.passed)
-        if task is None:
-            return None
-        try:
-            return services.assignment_assign(task=task, annotator=search.annotator)
-        except TransitionError:
-            search.passed.add(task.pk)
-            return None
+        passed = tuple(search.passed)
+        values = {"project": project.pk, "annotator": search.annotator.pk, "start": random.random(),
+                  **_passed_values(passed)}
+        for from_start in (True, False):
+            rows = _compiled(_gold_read, len(passed), from_start).rows(values)
+            if rows:
+                return _assign(rows[0][0], search)
+        return None
 
 
 class AnnotatorPausedError(TransitionError):
     """The annotator's membership is paused: no new task until a lead lifts the pause (a 409)."""
-
-
-def _paused_memberships(project, annotator):
-    return Membership.objects.filter(project=project, user=annotator, role=Membership.Role.ANNOTATOR,
-                                     paused_at__isnull=False)
-
-
-def annotator_is_paused(project, annotator):
-    """Is the annotator's annotator membership of the project paused (Membership.paused_at set)?"""
-    return _paused_memberships(project, annotator).exists()
-
-
-def _active_batches_unless_paused(project, annotator):
-    """The ids of the project's active batches, highest priority first; AnnotatorPausedError when the annotator is
-    paused. One query: the pause is read along with the batches (on its own only when no batch is active)."""
-    rows = list(Batch.objects.filter(project=project, status=Batch.Status.ACTIVE).order_by("-priority", "id")
-                .annotate(paused=Exists(_paused_memberships(project, annotator))).values_list("pk", "paused"))
-    if rows[0][1] if rows else annotator_is_paused(project, annotator):
-        raise AnnotatorPausedError(
-            _("Your work on this project is paused while a lead reviews your recent results."), current="paused")
-    return [batch_id for batch_id, _paused in rows]
 
 
 def next_task_assign(*, project, annotator, now=None):
@@ -296,19 +508,23 @@ def next_task_assign(*, project, annotator, now=None):
     AnnotatorPausedError."""
     require_project_perm(annotator, project, ANNOTATE)
     now = now or timezone.now()
-    _expire_due_in_project(project, now)
-    current = _held_or_rework(project, annotator, now)
+    state = _AnnotatorState(project, annotator, now)
+    _expire(state.due, now)
+    current = state.held_or_rework(now)
     if current is not None:
         return current
-    batch_ids = _active_batches_unless_paused(project, annotator)
+    if state.paused:
+        raise AnnotatorPausedError(
+            _("Your work on this project is paused while a lead reviews your recent results."), current="paused")
+    gold_due = state.gold_due(project)  # no assignment of theirs is made below before an answer
     search = _Search(annotator)
     for _attempt in range(ASSIGN_ATTEMPTS):
         search.contended, search.busy = False, []
         # Each try is its own short transaction (inside assignment_assign): a task is locked only while it is
         # being assigned.
-        assignment = _gold_assign(project, search) if _gold_due(project, annotator) else None
+        assignment = _gold_assign(project, search) if gold_due else None
         if assignment is None:
-            assignment = _open_assign(project, batch_ids, search) or _busy_assign(search)
+            assignment = _open_assign(project, state.batch_ids, search) or _busy_assign(search)
         if assignment is not None:
             return assignment
         if not search.contended:
