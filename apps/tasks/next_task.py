@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 
 from apps.core.errors import TransitionError
 from apps.core.permissions import ANNOTATE, require_project_perm
+from apps.core.rows import ModelColumns
 from apps.projects.models import Batch, Membership, Project
 
 from . import services
@@ -108,8 +109,7 @@ class _AnnotatorState:
     membership is paused, the project's leases that ran out (a few, freed lazily on read) and, when the project has
     a gold rate, how many of their assignments are gold. Fixed SQL, portable (PostgreSQL and SQLite)."""
 
-    _SQL = {}  # (vendor, with gold) -> the statement
-    _CONVERTERS = {}  # vendor -> the converters of the assignment and task columns
+    _SQL = {}  # (vendor, with gold) -> the statement and the columns of its mine rows
 
     def __init__(self, project, annotator, now):
         self.mine, self.due, self.paused, self.gold = [], [], False, None
@@ -123,12 +123,14 @@ class _AnnotatorState:
         with_gold = project.gold_rate > 0
         if with_gold:
             params += [project.pk, annotator.pk]
+        sql, mine_columns = self._sql(with_gold)
         with connection.cursor() as cursor:
-            cursor.execute(self._sql(with_gold), params)
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
-        for kind, ref, rank, *columns in rows:
+        for row in rows:
+            kind, ref, rank = row[:3]
             if kind == "mine":
-                self.mine.append(self._assignment_with_task(columns))
+                self.mine.append(self._assignment_with_task(row, mine_columns))
             elif kind == "batch":
                 batches.append((-rank, ref))
             elif kind == "paused":
@@ -141,6 +143,7 @@ class _AnnotatorState:
 
     @classmethod
     def _sql(cls, with_gold):
+        """(the statement, the assignment's and the task's columns in its mine rows), built once per database."""
         key = (connection.vendor, with_gold)
         if key not in cls._SQL:
             cls._SQL[key] = cls._compose(with_gold)
@@ -156,9 +159,8 @@ class _AnnotatorState:
         def table(model):
             return quote(model._meta.db_table)
 
-        mine_columns = [f"a.{quote(f.column)}" for f in Assignment._meta.concrete_fields] + [
-            f"t.{quote(f.column)}" for f in Task._meta.concrete_fields]
-        blanks = ", ".join(["NULL"] * len(mine_columns))
+        mine_columns = (ModelColumns(Assignment, "a", connection), ModelColumns(Task, "t", connection))
+        blanks = ", ".join(["NULL"] * sum(columns.width for columns in mine_columns))
         a = {name: column(Assignment, "a", name) for name in (
             "id", "task", "annotator", "status", "lease_expires_at", "rework_count", "assigned_at")}
         t = {name: column(Task, "t", name) for name in ("id", "project", "is_gold")}
@@ -169,7 +171,8 @@ class _AnnotatorState:
         # indexes serve the reads. The mine rows come first and the batches second: PostgreSQL types each column of
         # a UNION from its first typed branch, pair by pair.
         branches = [
-            f"SELECT 'mine', {a['id']}, NULL, {', '.join(mine_columns)} FROM {assignments_of_project}"
+            f"SELECT 'mine', {a['id']}, NULL, {', '.join(columns.select for columns in mine_columns)}"
+            f" FROM {assignments_of_project}"
             f" WHERE {t['project']} = %s AND {a['annotator']} = %s AND {a['status']} IN (%s, %s, %s)"
             f" AND (({a['status']} IN (%s, %s) AND ({a['lease_expires_at']} > %s OR {a['lease_expires_at']} IS NULL))"
             f" OR ({a['rework_count']} > 0 AND {a['status']} IN (%s, %s)))",
@@ -185,34 +188,14 @@ class _AnnotatorState:
         if with_gold:
             branches.append(f"SELECT 'gold', COUNT({a['id']}), COUNT(CASE WHEN {t['is_gold']} THEN 1 END), {blanks}"
                             f" FROM {assignments_of_project} WHERE {t['project']} = %s AND {a['annotator']} = %s")
-        return " UNION ALL ".join(branches)
+        return " UNION ALL ".join(branches), mine_columns
 
-    @classmethod
-    def _converters(cls):
-        """Per column of a mine row: its field's attname and what turns the database's value into the field's (as
-        the ORM's compiler does: SQLite's datetimes, JSON text)."""
-        if connection.vendor not in cls._CONVERTERS:
-            per_model = []
-            for model, alias in ((Assignment, "a"), (Task, "t")):
-                fields = model._meta.concrete_fields
-                per_model.append(([f.attname for f in fields], [
-                    (f.get_col(alias), [*connection.ops.get_db_converters(f.get_col(alias)),
-                                        *f.get_db_converters(connection)]) for f in fields]))
-            cls._CONVERTERS[connection.vendor] = per_model
-        return cls._CONVERTERS[connection.vendor]
-
-    def _assignment_with_task(self, columns):
-        built = []
-        start = 0
-        for model, (attnames, converters) in zip((Assignment, Task), self._converters()):
-            values = columns[start:start + len(attnames)]
-            start += len(attnames)
-            for i, (expression, functions) in enumerate(converters):
-                for function in functions:
-                    values[i] = function(values[i], expression, connection)
-            built.append(model.from_db(connection.alias, attnames, values))
-        assignment, task = built
-        assignment.task = task
+    @staticmethod
+    def _assignment_with_task(row, mine_columns):
+        """The assignment of a mine row with its task, built as the ORM builds them (after the 3 leading columns)."""
+        assignment_columns, task_columns = mine_columns
+        assignment = assignment_columns.instance(row, 3, connection)
+        assignment.task = task_columns.instance(row, 3 + assignment_columns.width, connection)
         return assignment
 
     def held_or_rework(self, now):
