@@ -207,23 +207,6 @@ def _low_agreement_holds(task):
     return acceptance_held(task)
 
 
-def _slots_read_sql(connection):
-    quote = connection.ops.quote_name
-    taken = ", ".join(f"'{status}'" for status in [*Assignment.LIVE, *Assignment.DONE])
-    return (f"SELECT COALESCE(SUM(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END), 0), "
-            f"COALESCE(SUM(CASE WHEN status IN ({taken}) THEN 1 ELSE 0 END), 0) "
-            f"FROM {quote(Assignment._meta.db_table)} WHERE task_id = %s")
-
-
-def _slots_read(task_id, annotator_id):
-    """The task's assignments to this annotator (`mine`) and those taking a slot (`taken`: live or done)."""
-    connection, sql = built_once("slots", Assignment, _slots_read_sql, write=True)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [annotator_id, task_id])
-        mine, taken = cursor.fetchone()
-    return {"mine": mine, "taken": taken}
-
-
 def _assignments_with_pending_read(connection):
     quote = connection.ops.quote_name
     columns = ModelColumns(Assignment, "a", connection)
@@ -246,9 +229,12 @@ def _assignments_with_pending(task_id):
 
 
 @records_actor
-def task_status_refresh(*, task, actor=None):
-    """Bring a (locked) task's status in line with its assignments; accept it when everything required is in."""
-    assignments, pending = _assignments_with_pending(task.pk)
+def task_status_refresh(*, task, actor=None, assignments=None):
+    """Bring a (locked) task's status in line with its assignments; accept it when everything required is in.
+
+    `assignments`: (the task's assignments, the ids of those waiting for a review) as they stand now, when the
+    caller read them under the task's lock and knows what it changed since (saves the read)."""
+    assignments, pending = assignments or _assignments_with_pending(task.pk)
     status = task_status_derive(task, assignments, pending)
     if status == TS.ACCEPTED and task.status != TS.ACCEPTED and _low_agreement_holds(task):
         status = TS.IN_PROGRESS  # the quality worker routes it first (apps/quality/routing.py)
@@ -362,7 +348,10 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
         if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD, TS.REWORK):
             _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
                     task.status)
-        slots = _slots_read(task.pk, annotator.pk)
+        # Read under the task's lock: the slots now, and the assignments the status is derived from below.
+        assignments, pending = _assignments_with_pending(task.pk)
+        slots = {"mine": sum(a.annotator_id == annotator.pk for a in assignments),
+                 "taken": sum(a.status in (*Assignment.LIVE, *Assignment.DONE) for a in assignments)}
         if slots["mine"]:
             _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
         needed = task.project.overlap + task.extra_annotations  # the task's overlap (low-agreement routing adds)
@@ -376,7 +365,7 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
                           payload={"annotator": annotator.pk})
         assigned.assignment_id = NEW_ROW
         audited_save(assignment, events=[assigned])
-        task_status_refresh(task=task, actor=actor or annotator)
+        task_status_refresh(task=task, actor=actor or annotator, assignments=([*assignments, assignment], pending))
         _after_commit_refresh(task.project_id)
     return assignment
 
