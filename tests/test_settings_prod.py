@@ -63,3 +63,17 @@ def test_prod_does_not_run_in_debug_even_when_asked():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False ['labels.example.com', 'www.example.com']"
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("true", "True"), ("false", "False"),
+                                                   ("0", "False")], ids=["default", "true", "false", "0"])
+def test_postgresql_binds_parameters_on_the_server_unless_turned_off(setting, expected):
+    # A pooler in transaction mode that does not track prepared statements needs it off (README, Configuration).
+    result = manage("shell", "--no-imports", "-c", "from django.conf import settings; "
+                    "print(settings.DATABASES['default']['OPTIONS']['server_side_binding'])",
+                    SECRET_KEY=strong_key(), ALLOWED_HOSTS="labels.example.com",
+                    DATABASE_URL="postgres://labelportal@db.example.com:5432/labelportal",
+                    DATABASE_SERVER_SIDE_BINDING=setting)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
