@@ -2,7 +2,7 @@
 
 from rest_framework.authentication import TokenAuthentication
 
-from .rows import ModelColumns, read_connection
+from .rows import ModelColumns, built_once
 
 
 class FastTokenAuthentication(TokenAuthentication):
@@ -14,12 +14,9 @@ class FastTokenAuthentication(TokenAuthentication):
     them. A refusal (unknown key, inactive user) is left to DRF itself, so its status, message and translation are
     DRF's own; it is not the hot path."""
 
-    _reads = {}
-
     def authenticate_credentials(self, key):
         model = self.get_model()
-        connection = read_connection(model)
-        token_columns, user_columns, sql = self._read_for(model, connection)
+        connection, (token_columns, user_columns, sql) = built_once(("token", model), model, self._read)
         with connection.cursor() as cursor:
             cursor.execute(sql, [model._meta.pk.get_prep_value(key)])
             row = cursor.fetchone()
@@ -36,22 +33,19 @@ class FastTokenAuthentication(TokenAuthentication):
             user_field.remote_field.set_cached_value(user, token)
         return (user, token)
 
-    @classmethod
-    def _read_for(cls, model, connection):
-        """The token model's and its user model's columns and the SELECT joining them, built once per connection."""
-        read = cls._reads.get((model, connection.alias))
-        if read is None:
-            quote = connection.ops.quote_name
-            user_field = model._meta.get_field("user")
-            user_model = user_field.related_model
-            token_columns = ModelColumns(model, model._meta.db_table, connection)
-            user_columns = ModelColumns(user_model, user_model._meta.db_table, connection)
-            token_table, user_table = quote(model._meta.db_table), quote(user_model._meta.db_table)
-            sql = (
-                f"SELECT {token_columns.select}, {user_columns.select} "
-                f"FROM {token_table} INNER JOIN {user_table} "
-                f"ON {token_table}.{quote(user_field.column)} = {user_table}.{quote(user_field.target_field.column)} "
-                f"WHERE {token_table}.{quote(model._meta.pk.column)} = %s"
-            )
-            read = cls._reads[(model, connection.alias)] = (token_columns, user_columns, sql)
-        return read
+    def _read(self, connection):
+        """The token model's and its user model's columns and the SELECT joining them."""
+        model = self.get_model()
+        quote = connection.ops.quote_name
+        user_field = model._meta.get_field("user")
+        user_model = user_field.related_model
+        token_columns = ModelColumns(model, model._meta.db_table, connection)
+        user_columns = ModelColumns(user_model, user_model._meta.db_table, connection)
+        token_table, user_table = quote(model._meta.db_table), quote(user_model._meta.db_table)
+        sql = (
+            f"SELECT {token_columns.select}, {user_columns.select} "
+            f"FROM {token_table} INNER JOIN {user_table} "
+            f"ON {token_table}.{quote(user_field.column)} = {user_table}.{quote(user_field.target_field.column)} "
+            f"WHERE {token_table}.{quote(model._meta.pk.column)} = %s"
+        )
+        return token_columns, user_columns, sql

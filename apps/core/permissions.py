@@ -3,7 +3,7 @@
 from django.utils.translation import gettext as _
 
 from .errors import PermissionDeniedError
-from .rows import read_connection
+from .rows import built_once
 
 VIEW, ANNOTATE, REVIEW, MANAGE = "view_project", "annotate_project", "review_project", "manage_project"
 
@@ -12,50 +12,43 @@ def is_admin(user):
     return bool(user and user.is_active and user.is_superuser)
 
 
-_OBJECT_PERMS_SQL = {}
-
-
 def _object_perms_sql(connection):
     """The user's own object permissions and their groups', as (content type, object pk, codename) rows: the
     UNION ALL that `UserObjectPermission.objects.filter(user=…)` and `GroupObjectPermission.objects.filter(
     group__user=…)` compile to, written once per connection from the guardian and auth models' `_meta`."""
-    sql = _OBJECT_PERMS_SQL.get(connection.alias)
-    if sql is None:
-        from django.contrib.auth import get_user_model
-        from django.contrib.auth.models import Permission
-        from guardian.models import GroupObjectPermission, UserObjectPermission
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from guardian.models import GroupObjectPermission, UserObjectPermission
 
-        quote = connection.ops.quote_name
+    quote = connection.ops.quote_name
 
-        def column(model, name):
-            return quote(model._meta.get_field(name).column)
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
 
-        permission = quote(Permission._meta.db_table)
-        codename = f"{permission}.{column(Permission, 'codename')}"
-        permission_id = f"{permission}.{quote(Permission._meta.pk.column)}"
-        user_perms = quote(UserObjectPermission._meta.db_table)
-        group_perms = quote(GroupObjectPermission._meta.db_table)
-        groups = get_user_model()._meta.get_field("groups")
-        membership = quote(groups.m2m_db_table())
-        membership_group = f"{membership}.{quote(groups.m2m_reverse_name())}"
-        membership_user = f"{membership}.{quote(groups.m2m_column_name())}"
-        sql = (
-            f"SELECT {user_perms}.{column(UserObjectPermission, 'content_type')}, "
-            f"{user_perms}.{column(UserObjectPermission, 'object_pk')}, {codename} "
-            f"FROM {user_perms} INNER JOIN {permission} "
-            f"ON {user_perms}.{column(UserObjectPermission, 'permission')} = {permission_id} "
-            f"WHERE {user_perms}.{column(UserObjectPermission, 'user')} = %s "
-            "UNION ALL "
-            f"SELECT {group_perms}.{column(GroupObjectPermission, 'content_type')}, "
-            f"{group_perms}.{column(GroupObjectPermission, 'object_pk')}, {codename} "
-            f"FROM {group_perms} INNER JOIN {permission} "
-            f"ON {group_perms}.{column(GroupObjectPermission, 'permission')} = {permission_id} "
-            f"INNER JOIN {membership} "
-            f"ON {group_perms}.{column(GroupObjectPermission, 'group')} = {membership_group} "
-            f"WHERE {membership_user} = %s"
-        )
-        _OBJECT_PERMS_SQL[connection.alias] = sql
-    return sql
+    permission = quote(Permission._meta.db_table)
+    codename = f"{permission}.{column(Permission, 'codename')}"
+    permission_id = f"{permission}.{quote(Permission._meta.pk.column)}"
+    user_perms = quote(UserObjectPermission._meta.db_table)
+    group_perms = quote(GroupObjectPermission._meta.db_table)
+    groups = get_user_model()._meta.get_field("groups")
+    membership = quote(groups.m2m_db_table())
+    membership_group = f"{membership}.{quote(groups.m2m_reverse_name())}"
+    membership_user = f"{membership}.{quote(groups.m2m_column_name())}"
+    return (
+        f"SELECT {user_perms}.{column(UserObjectPermission, 'content_type')}, "
+        f"{user_perms}.{column(UserObjectPermission, 'object_pk')}, {codename} "
+        f"FROM {user_perms} INNER JOIN {permission} "
+        f"ON {user_perms}.{column(UserObjectPermission, 'permission')} = {permission_id} "
+        f"WHERE {user_perms}.{column(UserObjectPermission, 'user')} = %s "
+        "UNION ALL "
+        f"SELECT {group_perms}.{column(GroupObjectPermission, 'content_type')}, "
+        f"{group_perms}.{column(GroupObjectPermission, 'object_pk')}, {codename} "
+        f"FROM {group_perms} INNER JOIN {permission} "
+        f"ON {group_perms}.{column(GroupObjectPermission, 'permission')} = {permission_id} "
+        f"INNER JOIN {membership} "
+        f"ON {group_perms}.{column(GroupObjectPermission, 'group')} = {membership_group} "
+        f"WHERE {membership_user} = %s"
+    )
 
 
 def _object_perms_prefetch(user):
@@ -69,9 +62,9 @@ def _object_perms_prefetch(user):
         return
     from guardian.models import UserObjectPermission
 
-    connection = read_connection(UserObjectPermission)
+    connection, sql = built_once("object_perms", UserObjectPermission, _object_perms_sql)
     with connection.cursor() as cursor:
-        cursor.execute(_object_perms_sql(connection), [user.pk, user.pk])
+        cursor.execute(sql, [user.pk, user.pk])
         rows = cursor.fetchall()
     cache = {}
     for content_type_id, object_pk, codename in rows:

@@ -57,11 +57,6 @@ def primary_key_lookup_value(model, value, connection):
     return value
 
 
-def read_connection(model):
-    """The connection a queryset on `model` would read from."""
-    return connections[router.db_for_read(model)]
-
-
 _built = {}
 
 

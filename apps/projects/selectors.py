@@ -4,7 +4,7 @@ from django.db.models import Count, Q
 from guardian.shortcuts import get_objects_for_user
 
 from apps.core.permissions import MANAGE, VIEW, has_project_perm
-from apps.core.rows import ModelColumns, primary_key_lookup_value, read_connection
+from apps.core.rows import ModelColumns, built_once, primary_key_lookup_value
 
 from .models import Batch, Membership, Project, QualityGate
 
@@ -20,9 +20,6 @@ def project_list(*, user, perm=VIEW):
     return get_objects_for_user(user, f"projects.{perm}", klass=Project, accept_global_perms=False)
 
 
-_PROJECT_READS = {}
-
-
 def project_get(*, user, project_id, perm=VIEW):
     """The project if the user may see it, else Project.DoesNotExist (a 404: never reveal it exists).
 
@@ -33,15 +30,7 @@ def project_get(*, user, project_id, perm=VIEW):
     makes it, and the ORM's compilation cost more than the query."""
     if user is None or not user.is_authenticated or not user.is_active:
         raise Project.DoesNotExist("Project matching query does not exist.")
-    connection = read_connection(Project)
-    read = _PROJECT_READS.get(connection.alias)
-    if read is None:
-        quote = connection.ops.quote_name
-        columns = ModelColumns(Project, Project._meta.db_table, connection)
-        sql = (f"SELECT {columns.select} FROM {quote(Project._meta.db_table)} "
-               f"WHERE {quote(Project._meta.db_table)}.{quote(Project._meta.pk.column)} = %s")
-        read = _PROJECT_READS[connection.alias] = (columns, sql)
-    columns, sql = read
+    connection, (columns, sql) = built_once("project_get", Project, _project_read)
     project_pk = primary_key_lookup_value(Project, project_id, connection)
     row = None
     if project_pk is not None:
@@ -54,6 +43,13 @@ def project_get(*, user, project_id, perm=VIEW):
     if not has_project_perm(user, project, perm):
         raise Project.DoesNotExist("Project matching query does not exist.")
     return project
+
+
+def _project_read(connection):
+    quote = connection.ops.quote_name
+    columns = ModelColumns(Project, Project._meta.db_table, connection)
+    return columns, (f"SELECT {columns.select} FROM {quote(Project._meta.db_table)} "
+                     f"WHERE {quote(Project._meta.db_table)}.{quote(Project._meta.pk.column)} = %s")
 
 
 def project_list_with_progress(*, user):

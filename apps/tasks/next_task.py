@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 
 from apps.core.errors import TransitionError
 from apps.core.permissions import ANNOTATE, require_project_perm
-from apps.core.rows import ModelColumns
+from apps.core.rows import ModelColumns, built_once
 from apps.projects.models import Batch, Membership, Project
 
 from . import services
@@ -109,8 +109,6 @@ class _AnnotatorState:
     membership is paused, the project's leases that ran out (a few, freed lazily on read) and, when the project has
     a gold rate, how many of their assignments are gold. Fixed SQL, portable (PostgreSQL and SQLite)."""
 
-    _SQL = {}  # (vendor, with gold) -> the statement and the columns of its mine rows
-
     def __init__(self, project, annotator, now):
         self.mine, self.due, self.paused, self.gold = [], [], False, None
         batches = []
@@ -123,7 +121,8 @@ class _AnnotatorState:
         with_gold = project.gold_rate > 0
         if with_gold:
             params += [project.pk, annotator.pk]
-        sql, mine_columns = self._sql(with_gold)
+        _connection, (sql, mine_columns) = built_once(("annotator_state", with_gold), Assignment,
+                                                      lambda connection: self._compose(connection, with_gold))
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
@@ -141,16 +140,9 @@ class _AnnotatorState:
                 self.gold = (ref, rank)
         self.batch_ids = [batch_id for _rank, batch_id in sorted(batches)]  # batch priority first, then id
 
-    @classmethod
-    def _sql(cls, with_gold):
-        """(the statement, the assignment's and the task's columns in its mine rows), built once per database."""
-        key = (connection.vendor, with_gold)
-        if key not in cls._SQL:
-            cls._SQL[key] = cls._compose(with_gold)
-        return cls._SQL[key]
-
     @staticmethod
-    def _compose(with_gold):
+    def _compose(connection, with_gold):
+        """(the statement, the assignment's and the task's columns in its mine rows)."""
         quote = connection.ops.quote_name
 
         def column(model, alias, name):

@@ -8,7 +8,7 @@ they see none of it once they hold no role there any more.
 from django.db.models import Q
 
 from apps.core.permissions import ANNOTATE, MANAGE, REVIEW, VIEW, has_project_perm, is_admin
-from apps.core.rows import ModelColumns, primary_key_lookup_value, read_connection
+from apps.core.rows import ModelColumns, built_once, primary_key_lookup_value
 from apps.projects.models import Project
 from apps.projects.selectors import project_list
 
@@ -80,9 +80,6 @@ def assignment_list_for_annotator(*, user, project=None, statuses=None):
     return assignments
 
 
-_ASSIGNMENT_READS = {}
-
-
 def assignment_get_for_annotator(*, user, assignment_id):
     """The annotator's own assignment in a project where they (still) annotate, else Assignment.DoesNotExist (a
     404). One fetch and `has_project_perm` (permission rows read once per request): the submit hot path.
@@ -92,11 +89,8 @@ def assignment_get_for_annotator(*, user, assignment_id):
     attached, as select_related leaves them, for a fraction of the ORM's Python."""
     if not _signed_in(user):
         raise Assignment.DoesNotExist
-    connection = read_connection(Assignment)
-    read = _ASSIGNMENT_READS.get(connection.alias)
-    if read is None:
-        read = _ASSIGNMENT_READS[connection.alias] = _assignment_read(connection)
-    assignment_columns, task_columns, project_columns, sql = read
+    connection, (assignment_columns, task_columns, project_columns, sql) = built_once(
+        "assignment_get_for_annotator", Assignment, _assignment_read)
     assignment_pk = primary_key_lookup_value(Assignment, assignment_id, connection)
     row = None
     if assignment_pk is not None:
