@@ -67,10 +67,11 @@ def test_prod_does_not_run_in_debug_even_when_asked():
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("true", "True"), ("false", "False"),
                                                    ("0", "False")], ids=["default", "true", "false", "0"])
-def test_postgresql_binds_parameters_on_the_server_unless_turned_off(setting, expected):
+def test_postgresql_binds_parameters_and_prepares_statements_on_the_server_unless_turned_off(setting, expected):
     # A pooler in transaction mode that does not track prepared statements needs it off (README, Configuration).
     result = manage("shell", "--no-imports", "-c", "from django.conf import settings; "
-                    "print(settings.DATABASES['default']['OPTIONS']['server_side_binding'])",
+                    "options = settings.DATABASES['default'].get('OPTIONS', {}); "
+                    "print(options.get('server_side_binding', False) and options.get('prepare_threshold') == 5)",
                     SECRET_KEY=strong_key(), ALLOWED_HOSTS="labels.example.com",
                     DATABASE_URL="postgres://labelportal@db.example.com:5432/labelportal",
                     DATABASE_SERVER_SIDE_BINDING=setting)

@@ -87,13 +87,14 @@ DATABASES = {
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Parameters bound by the server (psycopg's own cursor, which also prepares a statement it runs again): the
-    # annotation loop runs the same few statements over and over, and PostgreSQL then skips parsing and planning
-    # them (bench/README.md: ~13 % more cycles per second). Turn off behind a pooler in transaction mode that does
-    # not track prepared statements (PgBouncer before 1.21).
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = (
-        os.environ.get("DATABASE_SERVER_SIDE_BINDING", "true").lower() not in ("false", "0", "no", "off"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and os.environ.get(
+        "DATABASE_SERVER_SIDE_BINDING", "true").lower() not in ("false", "0", "no", "off"):
+    # Parameters bound by the server, and a statement run for the fifth time on a connection prepared (psycopg's
+    # default threshold): the annotation loop runs the same few statements over and over, and PostgreSQL then
+    # parses them once and plans them only where its default plan cache mode finds a custom plan worth it
+    # (bench/README.md: 77 → 95 cycles/s). Turn off behind a pooler in transaction mode that does not keep
+    # prepared statements (PgBouncer before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let the dev server, the eager Celery tasks and a shell share the file.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
