@@ -10,6 +10,8 @@ from apps.core import views as core_views
 from apps.tasks import views as task_views
 
 urlpatterns = [
+    # First: the annotation loop's requests are API calls, and resolving walks the patterns in order.
+    path("api/v1/", include(("labelportal.api_urls", "api"))),
     path("", task_views.home, name="home"),
     path("", include("apps.tasks.urls")),
     path("", include("apps.quality.urls")),
@@ -17,7 +19,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(("labelportal.api_urls", "api"))),
     path("accounts/", include("django.contrib.auth.urls")),
     path("accounts/profile/", core_views.profile, name="profile"),
 ]

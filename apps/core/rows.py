@@ -71,16 +71,17 @@ def built_once(key, model, build, *, write=False):
     return connection, value
 
 
-def instances(model, where, params, *, order_by=None):
+def instances(model, where, params, *, order_by=None, limit=None):
     """The `model` rows matching `where` (SQL over the alias `m`, with %s placeholders for `params`), ordered by
-    `order_by` (SQL over `m`), as model instances."""
+    `order_by` (SQL over `m`), at most `limit` of them, as model instances."""
 
     def build(connection):
         columns = ModelColumns(model, "m", connection)
         sql = f"SELECT {columns.select} FROM {connection.ops.quote_name(model._meta.db_table)} m WHERE {where}"
-        return columns, sql + (f" ORDER BY {order_by}" if order_by else "")
+        sql += f" ORDER BY {order_by}" if order_by else ""
+        return columns, sql + (f" LIMIT {int(limit)}" if limit else "")
 
-    connection, (columns, sql) = built_once(("instances", model, where, order_by), model, build)
+    connection, (columns, sql) = built_once(("instances", model, where, order_by, limit), model, build)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [columns.instance(row, 0, connection) for row in cursor.fetchall()]

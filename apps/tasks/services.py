@@ -300,16 +300,22 @@ def _gold_accuracy_of(project, annotator_ids):
     have no score the database computes, and this runs on the submit path (acceptance), so their accuracy is
     unknown until the engine's snapshot has it — the tie then goes to the smallest canonical result."""
     from apps.quality import engine
+    from apps.quality.models import MetricSnapshot
+
+    def snapshot_latest(kind):  # engine.snapshot_latest, as SQL written once: this runs on the submit path
+        latest = instances(MetricSnapshot, "m.project_id = %s AND m.scope = %s AND m.kind = %s",
+                           [project.pk, MetricSnapshot.Scope.PROJECT, kind], order_by="m.computed_at DESC", limit=1)
+        return latest[0] if latest else None
 
     accuracy = {}
-    snapshot = engine.snapshot_latest(project, engine.ANNOTATORS)
+    snapshot = snapshot_latest(engine.ANNOTATORS)
     if snapshot is not None:
         for row in snapshot.values.get("annotators", []):
             if row.get("annotator_id") in annotator_ids:
                 accuracy[row["annotator_id"]] = row.get("gold_accuracy")
     missing = set(annotator_ids) - set(accuracy)
     if missing:  # the engine's running sums, which the snapshot above is made from, when it has not been written
-        state = engine.snapshot_latest(project, engine.STATE)
+        state = snapshot_latest(engine.STATE)
         for annotator_id, sums in ((state.values if state is not None else {}).get("annotators") or {}).items():
             if int(annotator_id) in missing:
                 accuracy[int(annotator_id)] = sums["gold"] / sums["gold_n"] if sums.get("gold_n") else None
