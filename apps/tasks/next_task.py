@@ -103,6 +103,12 @@ def _passed_stand_ins(value, passed_n):
 # --- what the rules ask first: one statement --------------------------------------------------------------------------
 
 
+def _literals(*values):
+    """Choice values of the code (statuses, roles) as SQL string literals."""
+    assert all(value.isidentifier() for value in values), values  # letters and underscores: nothing to escape
+    return ", ".join(f"'{value}'" for value in values)
+
+
 class _AnnotatorState:
     """What the rules ask first about the annotator in a project, read in one statement: their held and rework
     assignments (with their tasks, as models: the view shows them), the project's active batches, whether their
@@ -113,11 +119,7 @@ class _AnnotatorState:
         self.mine, self.due, self.paused, self.gold = [], [], False, None
         batches = []
         moment = connection.ops.adapt_datetimefield_value(now)
-        live = [AS.ASSIGNED, AS.IN_PROGRESS]
-        params = [project.pk, annotator.pk, *live, AS.REJECTED, *live, moment, AS.REJECTED, AS.IN_PROGRESS,
-                  project.pk, Batch.Status.ACTIVE,
-                  project.pk, annotator.pk, Membership.Role.ANNOTATOR,
-                  project.pk, *live, moment]
+        params = [project.pk, annotator.pk, moment, project.pk, project.pk, annotator.pk, project.pk, moment]
         with_gold = project.gold_rate > 0
         if with_gold:
             params += [project.pk, annotator.pk]
@@ -162,19 +164,25 @@ class _AnnotatorState:
         # The status lists repeat what the conditions allow, so that the (annotator, status) and (status, lease)
         # indexes serve the reads. The mine rows come first and the batches second: PostgreSQL types each column of
         # a UNION from its first typed branch, pair by pair.
+        # The statuses and the role are constants of the code, written into the SQL (never anything a user typed):
+        # with them as parameters PostgreSQL found no plan good for every value and planned the statement anew on
+        # every call, although it is prepared.
+        live, rework = _literals(AS.ASSIGNED, AS.IN_PROGRESS), _literals(AS.REJECTED, AS.IN_PROGRESS)
         branches = [
             f"SELECT 'mine', {a['id']}, NULL, {', '.join(columns.select for columns in mine_columns)}"
             f" FROM {assignments_of_project}"
-            f" WHERE {t['project']} = %s AND {a['annotator']} = %s AND {a['status']} IN (%s, %s, %s)"
-            f" AND (({a['status']} IN (%s, %s) AND ({a['lease_expires_at']} > %s OR {a['lease_expires_at']} IS NULL))"
-            f" OR ({a['rework_count']} > 0 AND {a['status']} IN (%s, %s)))",
+            f" WHERE {t['project']} = %s AND {a['annotator']} = %s"
+            f" AND {a['status']} IN ({_literals(AS.ASSIGNED, AS.IN_PROGRESS, AS.REJECTED)})"
+            f" AND (({a['status']} IN ({live}) AND ({a['lease_expires_at']} > %s OR {a['lease_expires_at']} IS NULL))"
+            f" OR ({a['rework_count']} > 0 AND {a['status']} IN ({rework})))",
             f"SELECT 'batch', {b['id']}, {b['priority']}, {blanks} FROM {table(Batch)} b"
-            f" WHERE {b['project']} = %s AND {b['status']} = %s",
+            f" WHERE {b['project']} = %s AND {b['status']} = {_literals(Batch.Status.ACTIVE)}",
             f"SELECT 'paused', {m['id']}, NULL, {blanks} FROM {table(Membership)} m"
-            f" WHERE {m['project']} = %s AND {m['user']} = %s AND {m['role']} = %s AND {m['paused_at']} IS NOT NULL",
+            f" WHERE {m['project']} = %s AND {m['user']} = %s AND {m['role']} = {_literals(Membership.Role.ANNOTATOR)}"
+            f" AND {m['paused_at']} IS NOT NULL",
             # The assignment model's default order, as the ORM read ordered them: which few are freed first.
             f"SELECT 'due', due.id, NULL, {blanks} FROM (SELECT {a['id']} AS id FROM {assignments_of_project}"
-            f" WHERE {t['project']} = %s AND {a['status']} IN (%s, %s) AND {a['rework_count']} = 0"
+            f" WHERE {t['project']} = %s AND {a['status']} IN ({live}) AND {a['rework_count']} = 0"
             f" AND {a['lease_expires_at']} <= %s ORDER BY {a['assigned_at']} DESC LIMIT {EXPIRE_ON_READ}) due",
         ]
         if with_gold:
