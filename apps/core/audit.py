@@ -293,8 +293,9 @@ def audited_save(instance, *, update_fields=None, events=()):
     On PostgreSQL the change, the history row (copied from the row as the database returns it) and the events are
     one `WITH … INSERT/UPDATE … RETURNING` statement instead of three or more, with the history row naming the
     user and change reason simple-history's signal would (the acting user, the instance's `_change_reason` or the
-    block's). An event field set to NEW_ROW takes the key of the row being inserted. Elsewhere it is
-    `instance.save()` (simple-history writes the history row) and one save per event.
+    block's; a reason longer than the column is cut). An event field set to NEW_ROW takes the key of the row being
+    inserted; the events are written by the statement, the objects passed in stay unsaved (no `pk`). Elsewhere it
+    is `instance.save()` (simple-history writes the history row) and one save per event.
 
     Updates refuse, as Django's `save(update_fields=…)` does, when the row is gone."""
     from django.conf import settings
@@ -328,8 +329,9 @@ def audited_save(instance, *, update_fields=None, events=()):
     reason_length = _statements.get((model, "reason_length"), lambda: model.history.model._meta.get_field(
         "history_change_reason").max_length)  # `model.history` builds a manager class each time it is read
     history_date = getattr(instance, "_history_date", None) or timezone.now()
+    history_user = getattr(instance, "_history_user", None) or acting_user()  # simple-history's order
     params += [conn.ops.adapt_datetimefield_value(history_date), "+" if adding else "~",
-               getattr(acting_user(), "pk", None), reason[:reason_length] if reason else None]
+               getattr(history_user, "pk", None), reason[:reason_length] if reason else None]
     for index, event in enumerate(events):
         event_sql, event_fields = _statements.get(
             (model, "event", index, type(event), tuple(f.attname for f in event._meta.concrete_fields

@@ -1,9 +1,10 @@
 """Hot reads as SQL written once per process: for the few reads on every request of the annotation loop, where
 compiling the query through the ORM costs more Python than the database spends running it.
 
-The SQL is built from the models' `_meta` (table and column names) the first time and kept per connection; rows
-become model instances as a queryset builds them (`ModelColumns.instance`). Anything not on the hot path uses the
-ORM as usual."""
+The selected columns and the tables come from the models' `_meta` (`ModelColumns`); the joins and conditions the
+callers write name the models' default columns (`id`, `<field>_id`, the field's name). The SQL is built the first
+time and kept per connection (`built_once`); rows become model instances as a queryset builds them
+(`ModelColumns.instance`). Anything not on the hot path uses the ORM as usual."""
 
 from django.db import connections, router
 

@@ -118,20 +118,20 @@ class _AnnotatorState:
     def __init__(self, project, annotator, now):
         self.mine, self.due, self.paused, self.gold = [], [], False, None
         batches = []
-        moment = connection.ops.adapt_datetimefield_value(now)
-        params = [project.pk, annotator.pk, moment, project.pk, project.pk, annotator.pk, project.pk, moment]
         with_gold = project.gold_rate > 0
+        database, (sql, mine_columns) = built_once(("annotator_state", with_gold), Assignment,
+                                                   lambda database: self._compose(database, with_gold))
+        moment = database.ops.adapt_datetimefield_value(now)
+        params = [project.pk, annotator.pk, moment, project.pk, project.pk, annotator.pk, project.pk, moment]
         if with_gold:
             params += [project.pk, annotator.pk]
-        _connection, (sql, mine_columns) = built_once(("annotator_state", with_gold), Assignment,
-                                                      lambda connection: self._compose(connection, with_gold))
-        with connection.cursor() as cursor:
+        with database.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         for row in rows:
             kind, ref, rank = row[:3]
             if kind == "mine":
-                self.mine.append(self._assignment_with_task(row, mine_columns))
+                self.mine.append(self._assignment_with_task(row, mine_columns, database))
             elif kind == "batch":
                 batches.append((-rank, ref))
             elif kind == "paused":
@@ -191,11 +191,11 @@ class _AnnotatorState:
         return " UNION ALL ".join(branches), mine_columns
 
     @staticmethod
-    def _assignment_with_task(row, mine_columns):
+    def _assignment_with_task(row, mine_columns, database):
         """The assignment of a mine row with its task, built as the ORM builds them (after the 3 leading columns)."""
         assignment_columns, task_columns = mine_columns
-        assignment = assignment_columns.instance(row, 3, connection)
-        assignment.task = task_columns.instance(row, 3 + assignment_columns.width, connection)
+        assignment = assignment_columns.instance(row, 3, database)
+        assignment.task = task_columns.instance(row, 3 + assignment_columns.width, database)
         return assignment
 
     def held_or_rework(self, now):

@@ -12,7 +12,7 @@ import json
 import random
 from datetime import timedelta
 
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
