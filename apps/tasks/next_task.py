@@ -274,12 +274,11 @@ class _Search:
         return self._profile
 
 
-def _assign(task_id, search, skip_locked=False):
-    """The assignment of this task to the search's annotator; None when another request holds the task (with
-    `skip_locked`) or when its slot went to someone else meanwhile (then it is not tried again)."""
+def _assign(task_id, search):
+    """The assignment of this task to the search's annotator (waiting for it if another request holds it); None when
+    its slot went to someone else meanwhile (then it is not tried again)."""
     try:
-        return services.assignment_assign(task=Task(pk=task_id), annotator=search.annotator,
-                                          skip_locked=skip_locked)
+        return services.assignment_assign(task=Task(pk=task_id), annotator=search.annotator)
     except TransitionError:
         search.passed.add(task_id)
         return None
@@ -416,16 +415,33 @@ def _take_one(task_ids, search):
     """Assign the first candidate that nobody else holds and that still has a slot, trying them in order; tasks
     another request holds are skipped (SKIP LOCKED), so that concurrent requests spread over different tasks
     without waiting, and remembered in `search.busy`."""
-    skip_locked = connection.features.has_select_for_update_skip_locked
-    for task_id in task_ids:
-        if task_id in search.passed:
-            continue
-        assignment = _assign(task_id, search, skip_locked=skip_locked)
+    if connection.vendor == "postgresql":
+        return _take_first_unheld(task_ids, search)
+    for task_id in task_ids:  # SQLite: writers are serialised, nobody else holds a task
+        if task_id not in search.passed:
+            assignment = _assign(task_id, search)
+            if assignment is not None:
+                return assignment
+    return None
+
+
+def _take_first_unheld(task_ids, search):
+    """`_take_one` on PostgreSQL: each statement locks the first candidate no other request holds (SKIP LOCKED);
+    those before it in the order were held by others (busy). A candidate whose slot went meanwhile is passed over
+    and the ones after it are tried."""
+    remaining = [task_id for task_id in task_ids if task_id not in search.passed]
+    while remaining:
+        task_id, assignment = services.assignment_assign_first_free(task_ids=remaining, annotator=search.annotator)
+        held = remaining if task_id is None else remaining[:remaining.index(task_id)]
+        if held:
+            search.contended = True
+            search.busy.extend(held)
         if assignment is not None:
             return assignment
-        if task_id not in search.passed:
-            search.contended = True
-            search.busy.append(task_id)
+        if task_id is None:
+            return None
+        search.passed.add(task_id)
+        remaining = remaining[remaining.index(task_id) + 1:]
     return None
 
 

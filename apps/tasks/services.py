@@ -85,22 +85,38 @@ def _task_lock_read(connection):
     sql = (f"SELECT {', '.join(part.select for part in parts)} FROM {quote(Task._meta.db_table)} t "
            f"INNER JOIN {quote(Project._meta.db_table)} p ON p.id = t.project_id "
            f"INNER JOIN {quote(Batch._meta.db_table)} b ON b.id = t.batch_id "
-           f"LEFT OUTER JOIN {quote(Guideline._meta.db_table)} g ON g.id = p.current_guideline_id WHERE t.id = %s")
-    return parts, {skip: sql + _lock_clause(connection, skip, "t") for skip in (False, True)}
+           f"LEFT OUTER JOIN {quote(Guideline._meta.db_table)} g ON g.id = p.current_guideline_id WHERE ")
+    reads = {skip: f"{sql}t.id = %s{_lock_clause(connection, skip, 't')}" for skip in (False, True)}
+    # The first of several tasks, in the order given, that no other transaction holds (PostgreSQL: SKIP LOCKED).
+    reads["first_free"] = (f"{sql}t.id = ANY(%s) ORDER BY array_position(%s, t.id) LIMIT 1"
+                           f"{_lock_clause(connection, True, 't')}")
+    return parts, reads
 
 
 def _lock_task(task_id, skip_locked=False):
     """The task, locked, with its project and batch; with `skip_locked`, None when another transaction holds it."""
     # Only the task row (OF t): without it PostgreSQL also locks the joined project and batch rows, and every
     # transition of a project would wait for every other one. The guideline: a submission records its version.
+    task = _task_locked_read(bool(skip_locked), [task_id])
+    if task is None and not skip_locked:
+        raise Task.DoesNotExist("Task matching query does not exist.")
+    return task
+
+
+def _lock_first_free_task(task_ids):
+    """The first of `task_ids`, in their order, that no other transaction holds, locked (SKIP LOCKED) with its
+    project and batch; None when others hold every one. PostgreSQL only: one statement instead of one per task."""
+    task_ids = [int(task_id) for task_id in task_ids]
+    return _task_locked_read("first_free", [task_ids, task_ids])
+
+
+def _task_locked_read(read, params):
     connection, (parts, sql) = built_once("task_lock", Task, _task_lock_read, write=True)
     with connection.cursor() as cursor:
-        cursor.execute(sql[bool(skip_locked)], [task_id])
+        cursor.execute(sql[read], params)
         row = cursor.fetchone()
     if row is None:
-        if skip_locked:
-            return None
-        raise Task.DoesNotExist("Task matching query does not exist.")
+        return None
     task_columns, project_columns, batch_columns, guideline_columns = parts
     task, start = task_columns.instance(row, 0, connection), task_columns.width
     project = project_columns.instance(row, start, connection)
@@ -346,33 +362,56 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
         task = _lock_task(task.pk, skip_locked=skip_locked)
         if task is None:
             return None
-        require_project_perm(annotator, task.project, ANNOTATE)
-        if task.batch.status != Batch.Status.ACTIVE:
-            _refuse(_("The batch “%(batch)s” is %(status)s, not active.")
-                    % {"batch": task.batch.name, "status": task.batch.status}, task.batch.status)
-        # Free slots decide, not the summary status: a task in rework or on hold may still need annotators.
-        if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD, TS.REWORK):
-            _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
-                    task.status)
-        # Read under the task's lock: the slots now, and the assignments the status is derived from below.
-        assignments, pending = _assignments_with_pending(task.pk)
-        slots = {"mine": sum(a.annotator_id == annotator.pk for a in assignments),
-                 "taken": sum(a.status in (*Assignment.LIVE, *Assignment.DONE) for a in assignments)}
-        if slots["mine"]:
-            _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
-        needed = task.project.overlap + task.extra_annotations  # the task's overlap (low-agreement routing adds)
-        if not task.is_gold and slots["taken"] >= needed:
-            _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk, "n": needed},
-                    task.status)
-        now = timezone.now()
-        assignment = Assignment(task=task, annotator=annotator, status=AS.ASSIGNED,
-                                lease_expires_at=_lease_end(task.project, now))
-        assigned = _event(type=TaskEvent.Type.ASSIGNED, project=task.project, task=task, actor=actor or annotator,
-                          payload={"annotator": annotator.pk})
-        assigned.assignment_id = NEW_ROW
-        audited_save(assignment, events=[assigned])
-        task_status_refresh(task=task, actor=actor or annotator, assignments=([*assignments, assignment], pending))
-        _after_commit_refresh(task.project_id)
+        return _assign_locked(task, annotator, actor)
+
+
+@records_actor
+def assignment_assign_first_free(*, task_ids, annotator, actor=None):
+    """The first of `task_ids`, in their order, that no other transaction holds, given to `annotator` as
+    `assignment_assign` gives it: (its id, the assignment). (None, None) when other transactions hold every one;
+    (its id, None) when it cannot take the annotator (`assignment_assign` would refuse it: no slot left meanwhile,
+    closed, theirs already) — the next-task engine then passes over it. PostgreSQL (SKIP LOCKED): one statement
+    locks the first free task where trying them one by one cost a transaction per task another request held."""
+    with transaction.atomic():
+        task = _lock_first_free_task(task_ids)
+        if task is None:
+            return None, None
+        try:
+            return task.pk, _assign_locked(task, annotator, actor)
+        except TransitionError:  # refused before anything was written: the transaction ends, the lock is freed
+            return task.pk, None
+
+
+def _assign_locked(task, annotator, actor):
+    """`assignment_assign` once the task is locked: its checks, the assignment, its history and event, the task's
+    status."""
+    require_project_perm(annotator, task.project, ANNOTATE)
+    if task.batch.status != Batch.Status.ACTIVE:
+        _refuse(_("The batch “%(batch)s” is %(status)s, not active.")
+                % {"batch": task.batch.name, "status": task.batch.status}, task.batch.status)
+    # Free slots decide, not the summary status: a task in rework or on hold may still need annotators.
+    if task.status not in (TS.OPEN, TS.IN_PROGRESS, TS.ON_HOLD, TS.REWORK):
+        _refuse(_("Task %(id)s is %(status)s and cannot be assigned.") % {"id": task.pk, "status": task.status},
+                task.status)
+    # Read under the task's lock: the slots now, and the assignments the status is derived from below.
+    assignments, pending = _assignments_with_pending(task.pk)
+    slots = {"mine": sum(a.annotator_id == annotator.pk for a in assignments),
+             "taken": sum(a.status in (*Assignment.LIVE, *Assignment.DONE) for a in assignments)}
+    if slots["mine"]:
+        _refuse(_("Task %(id)s was already given to this annotator.") % {"id": task.pk}, task.status)
+    needed = task.project.overlap + task.extra_annotations  # the task's overlap (low-agreement routing adds)
+    if not task.is_gold and slots["taken"] >= needed:
+        _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk, "n": needed},
+                task.status)
+    now = timezone.now()
+    assignment = Assignment(task=task, annotator=annotator, status=AS.ASSIGNED,
+                            lease_expires_at=_lease_end(task.project, now))
+    assigned = _event(type=TaskEvent.Type.ASSIGNED, project=task.project, task=task, actor=actor or annotator,
+                      payload={"annotator": annotator.pk})
+    assigned.assignment_id = NEW_ROW
+    audited_save(assignment, events=[assigned])
+    task_status_refresh(task=task, actor=actor or annotator, assignments=([*assignments, assignment], pending))
+    _after_commit_refresh(task.project_id)
     return assignment
 
 
