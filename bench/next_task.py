@@ -126,14 +126,18 @@ def integrity_check(project, since_assignment_id):
             "annotations_written": annotations}
 
 
-def tables_analyze():
-    """Fresh planner statistics before a run: autovacuum may be off (it is on the machine of the README figures),
-    and plans made for an empty assignment table would then go on being used as it grows."""
+def tables_vacuum():
+    """What autovacuum keeps up in production, before a run: autovacuum is off on the machine of the README figures.
+    Without it every run leaves the dead versions of the rows it changed (each task's status changes two or three
+    times, and status is indexed), and the next run's candidate reads walk them: CPU per cycle grew from run to run.
+    Also fresh planner statistics (plans made for an empty assignment table would go on being used as it grows).
+    Needs a superuser for CHECKPOINT (the bench connects as postgres)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         for table in ("tasks_task", "tasks_assignment", "tasks_annotation", "tasks_taskevent"):
-            cursor.execute(f"ANALYZE {table}")
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute("CHECKPOINT")  # the pages the vacuum dirtied are written now, not during the run
 
 
 def last_assignment_id():
@@ -476,7 +480,7 @@ def main():
                         help="one run per value, in order, each on a fresh server")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker (1: sync workers)")
+    parser.add_argument("--threads", type=int, default=3, help="gthread threads per worker (1: sync workers)")
     parser.add_argument("--conn-max-age", type=int, default=600, help="CONN_MAX_AGE of the server")
     parser.add_argument("--worker-connections", type=int, default=None,
                         help="gthread: kept-alive connections per process (default: annotators ÷ workers, rounded "
@@ -500,7 +504,7 @@ def main():
         in_process(project, tokens, args.in_process, args.profile)
         return 0
     for annotators in args.annotators:
-        tables_analyze()
+        tables_vacuum()
         since = last_assignment_id()
         load = os.getloadavg()[0]
         server = Server(workers=args.workers, threads=args.threads, conn_max_age=args.conn_max_age,
