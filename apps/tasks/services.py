@@ -362,7 +362,7 @@ def assignment_assign(*, task, annotator, actor=None, skip_locked=False):
         task = _lock_task(task.pk, skip_locked=skip_locked)
         if task is None:
             return None
-        return _assign_locked(task, annotator, actor)
+        return _assign_write(task, annotator, actor, _assign_check(task, annotator))
 
 
 @records_actor
@@ -377,14 +377,15 @@ def assignment_assign_first_free(*, task_ids, annotator, actor=None):
         if task is None:
             return None, None
         try:
-            return task.pk, _assign_locked(task, annotator, actor)
-        except TransitionError:  # refused before anything was written: the transaction ends, the lock is freed
+            checked = _assign_check(task, annotator)
+        except TransitionError:  # nothing was written: the transaction ends and frees the lock
             return task.pk, None
+        return task.pk, _assign_write(task, annotator, actor, checked)
 
 
-def _assign_locked(task, annotator, actor):
-    """`assignment_assign` once the task is locked: its checks, the assignment, its history and event, the task's
-    status."""
+def _assign_check(task, annotator):
+    """`assignment_assign`'s refusals, for a task locked by the caller; the task's assignments and those waiting for
+    a review, read under the lock (the slots, and the status derived after the assignment)."""
     require_project_perm(annotator, task.project, ANNOTATE)
     if task.batch.status != Batch.Status.ACTIVE:
         _refuse(_("The batch “%(batch)s” is %(status)s, not active.")
@@ -403,6 +404,12 @@ def _assign_locked(task, annotator, actor):
     if not task.is_gold and slots["taken"] >= needed:
         _refuse(_("Task %(id)s already has the %(n)d annotators it needs.") % {"id": task.pk, "n": needed},
                 task.status)
+    return assignments, pending
+
+
+def _assign_write(task, annotator, actor, checked):
+    """The assignment, its history row and event, and the task's status, once `_assign_check` let it through."""
+    assignments, pending = checked
     now = timezone.now()
     assignment = Assignment(task=task, annotator=annotator, status=AS.ASSIGNED,
                             lease_expires_at=_lease_end(task.project, now))

@@ -9,13 +9,13 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import IntegrityError, close_old_connections, connection
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Count
 
 from apps.projects.models import Membership, Project
-from apps.tasks.models import Annotation, Assignment, Task
+from apps.tasks.models import Annotation, Assignment, Task, TaskEvent
 from apps.tasks.next_task import next_task_assign
-from apps.tasks.services import assignment_submit
+from apps.tasks.services import assignment_assign, assignment_assign_first_free, assignment_submit
 from tests import factories
 
 ANNOTATORS = 16
@@ -88,3 +88,46 @@ def test_sixteen_annotators_drain_an_overlap_two_project_without_double_assignme
     assert not Task.objects.filter(final_result__isnull=True).exists()
     # And the work was shared: more than one annotator did some (the race was real, not serialised by chance)
     assert sum(1 for n in submitted.values() if n) > 1
+
+
+@pytest.mark.postgres
+def test_the_first_free_candidate_is_locked_in_one_statement_past_a_task_another_request_holds(transactional_db):
+    # Given three open tasks of an overlap-1 project, the first held by another request (its own connection),
+    # the second full (its one annotator already took it)
+    admin = factories.UserFactory(username="admin", is_staff=True, is_superuser=True)
+    project = factories.project(actor=admin, slug="first-free", review_mode="none", overlap=1)
+    ann, other = (factories.member(project, Membership.Role.ANNOTATOR, f"ff{i}") for i in range(2))
+    held, full, free = factories.tasks(factories.batch(project), 3)
+    assignment_assign(task=full, annotator=other)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                Task.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        events = TaskEvent.objects.count()
+
+        # When the engine asks for the first free one of [held, full, free] in that order
+        refused = assignment_assign_first_free(task_ids=[held.pk, full.pk], annotator=ann)
+        nothing = assignment_assign_first_free(task_ids=[held.pk], annotator=ann)
+        taken = assignment_assign_first_free(task_ids=[held.pk, free.pk], annotator=ann)
+    finally:
+        release.set()
+        holder.join()
+
+    # Then the held task is skipped without waiting; the full one is refused with nothing written; the free one is
+    # assigned
+    assert refused == (full.pk, None) and nothing == (None, None)
+    assert taken[0] == free.pk and taken[1].task_id == free.pk and taken[1].annotator_id == ann.pk
+    assert TaskEvent.objects.count() == events + 1  # the one assignment's event, nothing for the refusal
+    assert not Assignment.objects.filter(task=held).exists()
+    assert Assignment.objects.filter(task=full).count() == 1
