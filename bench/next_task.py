@@ -138,6 +138,7 @@ def tables_vacuum():
         for table in ("tasks_task", "tasks_assignment", "tasks_annotation", "tasks_taskevent"):
             cursor.execute(f"VACUUM ANALYZE {table}")
         cursor.execute("CHECKPOINT")  # the pages the vacuum dirtied are written now, not during the run
+    os.sync()  # and whatever else the machine has yet to write (a test suite just before): commits wait behind it
 
 
 def last_assignment_id():
