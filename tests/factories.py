@@ -1,5 +1,7 @@
 """factory_boy factories and a ready-made team, for given/when/then tests."""
 
+from types import SimpleNamespace
+
 import factory
 from django.contrib.auth import get_user_model
 
@@ -75,3 +77,12 @@ class Team:
 
 def team(**options):
     return Team(**options)
+
+
+def crew(*, slug, annotators=4, **options):
+    """A project an admin made (`options` as for `project`), its annotators ann0, ann1, … and an empty active
+    batch "Main": the next-task engine's usual scene."""
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
+    made = project(actor=admin, slug=slug, **options)
+    people = [member(made, Membership.Role.ANNOTATOR, f"ann{i}") for i in range(annotators)]
+    return SimpleNamespace(project=made, annotators=people, batch=batch(made, name="Main"))

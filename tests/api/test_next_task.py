@@ -24,17 +24,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def crew(db):
     """A classification project (overlap 1, no review) with four annotators and an empty active batch."""
-    admin = factories.UserFactory(username="admin", is_staff=True, is_superuser=True)
-    project = factories.project(actor=admin, slug="engine", review_mode="none")
-
-    class Crew:
-        pass
-
-    crew = Crew()
-    crew.project = project
-    crew.annotators = [factories.member(project, Membership.Role.ANNOTATOR, f"ann{i}") for i in range(4)]
-    crew.batch = factories.batch(project, name="Main")
-    return crew
+    return factories.crew(slug="engine", review_mode="none")
 
 
 def settings(project, **fields):

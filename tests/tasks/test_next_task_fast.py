@@ -29,16 +29,7 @@ def crew(db):
     """An overlap-2 classification project without review, four annotators, an active batch of 60 tasks at two
     priorities: six started (submitted) by the first two annotators, two of them by the third as well, and the
     first of those routed to two more annotators."""
-    admin = factories.UserFactory(username="admin", is_staff=True, is_superuser=True)
-    project = factories.project(actor=admin, slug="fast", review_mode="none", overlap=2)
-
-    class Crew:
-        pass
-
-    crew = Crew()
-    crew.project = project
-    crew.annotators = [factories.member(project, Membership.Role.ANNOTATOR, f"ann{i}") for i in range(4)]
-    crew.batch = factories.batch(project, name="Main")
+    crew = factories.crew(slug="fast", review_mode="none", overlap=2)
     crew.tasks = factories.tasks(crew.batch, 40, data={"text": "x", "language": "en"}) + factories.tasks(
         crew.batch, 20, priority=3, prediction={"label": "cat"}, prediction_score=0.5)
     for i, task in enumerate(crew.tasks[:6]):

@@ -23,17 +23,7 @@ PAUSED_MESSAGE = "Your work on this project is paused while a lead reviews your 
 @pytest.fixture
 def crew(db):
     """A classification project (overlap 2, no review) with five annotators and an empty active batch."""
-    admin = factories.UserFactory(username="admin", is_staff=True, is_superuser=True)
-    project = factories.project(actor=admin, slug="routing", review_mode="none", overlap=2)
-
-    class Crew:
-        pass
-
-    crew = Crew()
-    crew.project = project
-    crew.annotators = [factories.member(project, Membership.Role.ANNOTATOR, f"ann{i}") for i in range(5)]
-    crew.batch = factories.batch(project, name="Main")
-    return crew
+    return factories.crew(slug="routing", annotators=5, review_mode="none", overlap=2)
 
 
 def take(crew, annotator):
