@@ -14,6 +14,8 @@ from django.core.exceptions import EmptyResultSet, ImproperlyConfigured
 from django.db import connections, router
 from simple_history.models import HistoricalRecords
 
+from .rows import built_for
+
 # "Nobody said": history falls back to the request's user. SYSTEM: `acting_as(None)`, no user, whatever the request.
 _NOT_SET = object()
 SYSTEM = object()
@@ -222,24 +224,6 @@ def history_record_queryset(queryset, *, user=None, reason="", history_type="~")
 NEW_ROW = object()
 
 
-class _Statements:
-    """The SQL text of audited writes, built once per model (and shape) from the models' metadata: the hot
-    transitions run the same few statements thousands of times, and compiling them through the ORM each time
-    costs more Python than the database spends on them."""
-
-    def __init__(self):
-        self._cache = {}
-
-    def get(self, key, build):
-        sql = self._cache.get(key)
-        if sql is None:
-            sql = self._cache[key] = build()
-        return sql
-
-
-_statements = _Statements()
-
-
 def _tracked(model):
     """The model's fields its history rows copy (simple-history's tracked fields, in the history table's order)."""
     attnames = {field.attname: field for field in model._meta.concrete_fields}
@@ -255,7 +239,8 @@ def _history_cte(model, qn):
             f"SELECT {', '.join(columns)}, %s, %s, %s, %s FROM changed")
 
 
-def _insert_sql(model, fields, qn):
+def _insert_sql(model, fields, connection):
+    qn = connection.ops.quote_name
     columns = ", ".join(qn(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     returning = ", ".join(qn(field.column) for field in _tracked(model))
@@ -263,7 +248,8 @@ def _insert_sql(model, fields, qn):
             f"RETURNING {returning}), history AS ({_history_cte(model, qn)})")
 
 
-def _update_sql(model, fields, qn):
+def _update_sql(model, fields, connection):
+    qn = connection.ops.quote_name
     assignments = ", ".join(f"{qn(field.column)} = %s" for field in fields)
     returning = ", ".join(qn(field.column) for field in _tracked(model))
     pk = qn(model._meta.pk.column)
@@ -271,9 +257,10 @@ def _update_sql(model, fields, qn):
             f"RETURNING {returning}), history AS ({_history_cte(model, qn)})")
 
 
-def _event_sql(index, event, new_row_column, qn):
+def _event_sql(index, event, new_row_column, connection):
     """One event as a further INSERT of the statement, written only with the change (selected from it: an update
     that found no row writes no event); a field holding NEW_ROW takes the new row's key."""
+    qn = connection.ops.quote_name
     fields = [field for field in event._meta.concrete_fields if not field.primary_key]
     values = [f"changed.{qn(new_row_column)}" if getattr(event, field.attname) is NEW_ROW else "%s"
               for field in fields]
@@ -319,24 +306,24 @@ def audited_save(instance, *, update_fields=None, events=()):
     meta = model._meta
     if adding:
         fields = [field for field in meta.concrete_fields if not field.primary_key or instance.pk is not None]
-        sql = _statements.get((model, "insert", tuple(fields)), lambda: _insert_sql(model, fields, qn))
+        sql = built_for(conn, ("audited insert", model, tuple(fields)), functools.partial(_insert_sql, model, fields))
         params = _values(instance, fields, conn, add=True)
     else:
         fields = [meta.get_field(name) for name in update_fields]
-        sql = _statements.get((model, "update", tuple(fields)), lambda: _update_sql(model, fields, qn))
+        sql = built_for(conn, ("audited update", model, tuple(fields)), functools.partial(_update_sql, model, fields))
         params = _values(instance, fields, conn, add=False) + [instance.pk]
     reason = getattr(instance, "_change_reason", None) or _change_reason.get() or None
-    reason_length = _statements.get((model, "reason_length"), lambda: model.history.model._meta.get_field(
+    reason_length = built_for(conn, ("history reason length", model), lambda c: model.history.model._meta.get_field(
         "history_change_reason").max_length)  # `model.history` builds a manager class each time it is read
     history_date = getattr(instance, "_history_date", None) or timezone.now()
     history_user = getattr(instance, "_history_user", None) or acting_user()  # simple-history's order
     params += [conn.ops.adapt_datetimefield_value(history_date), "+" if adding else "~",
                getattr(history_user, "pk", None), reason[:reason_length] if reason else None]
     for index, event in enumerate(events):
-        event_sql, event_fields = _statements.get(
-            (model, "event", index, type(event), tuple(f.attname for f in event._meta.concrete_fields
-                                                       if getattr(event, f.attname) is NEW_ROW)),
-            lambda: _event_sql(index, event, meta.pk.column, qn))
+        event_sql, event_fields = built_for(
+            conn, ("audited event", model, index, type(event), tuple(f.attname for f in event._meta.concrete_fields
+                                                                     if getattr(event, f.attname) is NEW_ROW)),
+            functools.partial(_event_sql, index, event, meta.pk.column))
         sql += event_sql
         params += [field.get_db_prep_save(field.pre_save(event, True), connection=conn)
                    for field in event_fields if getattr(event, field.attname) is not NEW_ROW]

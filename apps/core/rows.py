@@ -65,11 +65,16 @@ def built_once(key, model, build, *, write=False):
     """(connection, `build(connection)`), built the first time for this key and connection. `write`: the
     connection a write of `model` goes to (reads that lock rows), else the one a read goes to."""
     connection = connections[router.db_for_write(model) if write else router.db_for_read(model)]
+    return connection, built_for(connection, key, build)
+
+
+def built_for(connection, key, build):
+    """`build(connection)`, built the first time for this key and this connection."""
     cache_key = (key, connection.alias)
     value = _built.get(cache_key)
     if value is None:
         value = _built[cache_key] = build(connection)
-    return connection, value
+    return value
 
 
 def instances(model, where, params, *, order_by=None, limit=None):

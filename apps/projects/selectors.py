@@ -1,10 +1,11 @@
 """Reads of projects and their parts, already scoped to what the user may see."""
 
+from django.db import connections, router
 from django.db.models import Count, Q
 from guardian.shortcuts import get_objects_for_user
 
 from apps.core.permissions import MANAGE, VIEW, has_project_perm
-from apps.core.rows import ModelColumns, built_once, primary_key_lookup_value
+from apps.core.rows import instances, primary_key_lookup_value
 
 from .models import Batch, Membership, Project, QualityGate
 
@@ -25,31 +26,19 @@ def project_get(*, user, project_id, perm=VIEW):
 
     The same answer as `project_list(user=user, perm=perm).get(pk=project_id)` (object permissions only; admins see
     every project), for a fraction of its cost on the hot paths: one fetch by primary key and `has_project_perm`,
-    whose permission rows guardian reads once per request and caches on the user. The fetch is a fixed SQL string
-    (`Project.objects.get(pk=…)` compiled by hand once per connection): every request of the annotation loop
-    makes it, and the ORM's compilation cost more than the query."""
+    whose permission rows guardian reads once per request and caches on the user. The fetch is SQL written once
+    (`rows.instances`): every request of the annotation loop makes it, and the ORM's compilation cost more than
+    the query."""
     if user is None or not user.is_authenticated or not user.is_active:
         raise Project.DoesNotExist("Project matching query does not exist.")
-    connection, (columns, sql) = built_once("project_get", Project, _project_read)
-    project_pk = primary_key_lookup_value(Project, project_id, connection)
-    row = None
-    if project_pk is not None:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [project_pk])
-            row = cursor.fetchone()
-    if row is None:
+    project_pk = primary_key_lookup_value(Project, project_id, connections[router.db_for_read(Project)])
+    found = instances(Project, "m.id = %s", [project_pk]) if project_pk is not None else []
+    if not found:
         raise Project.DoesNotExist("Project matching query does not exist.")
-    project = columns.instance(row, 0, connection)
+    project = found[0]
     if not has_project_perm(user, project, perm):
         raise Project.DoesNotExist("Project matching query does not exist.")
     return project
-
-
-def _project_read(connection):
-    quote = connection.ops.quote_name
-    columns = ModelColumns(Project, Project._meta.db_table, connection)
-    return columns, (f"SELECT {columns.select} FROM {quote(Project._meta.db_table)} "
-                     f"WHERE {quote(Project._meta.db_table)}.{quote(Project._meta.pk.column)} = %s")
 
 
 def project_list_with_progress(*, user):

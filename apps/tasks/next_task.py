@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 
 from apps.core.errors import TransitionError
 from apps.core.permissions import ANNOTATE, require_project_perm
-from apps.core.rows import ModelColumns, built_once
+from apps.core.rows import ModelColumns, built_for, built_once
 from apps.projects.models import Batch, Membership, Project
 
 from . import services
@@ -80,16 +80,10 @@ class _CompiledRead:
             return cursor.fetchall()
 
 
-_COMPILED = {}
-
-
 def _compiled(read, *shape):
     """`read(value, *shape)` compiled for this database, once per shape (the arguments that change its SQL)."""
-    key = (connection.vendor, read, shape)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = _COMPILED[key] = _CompiledRead(lambda value: read(value, *shape))
-    return compiled
+    return built_for(connection, ("compiled read", read, shape),
+                     lambda _database: _CompiledRead(lambda value: read(value, *shape)))
 
 
 def _passed_values(passed):
